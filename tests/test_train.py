@@ -1,0 +1,290 @@
+"""The trainer: metrics, resume, divergence, distribution, the CLI."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfcifar
+from tfcifar import config as config_lib
+from tfcifar import data
+from tfcifar import models
+from tfcifar import run_dir as run_dir_lib
+from tfcifar import train
+
+TINY = dict(vgg_stages="8,M,16,M", width_multiplier=1.0, progress="none",
+            steps_per_loop=3)
+METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def tiny_config(model_dir, data_dir, **overrides):
+  values = dict(TINY, model_dir=str(model_dir), data_dir=data_dir,
+                batch_size=32, epochs=2, lr=0.05, max_train_examples=256,
+                max_test_examples=100)
+  values.update(overrides)
+  return config_lib.TrainConfig(**values)
+
+
+def run_in_process(config):
+  return train.run(config, tf.distribute.get_strategy(), log=lambda _: None)
+
+
+def cli(*args, env=None, **kwargs):
+  """Runs `python -m tfcifar.train` with `args`; returns the CompletedProcess."""
+  full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+  return subprocess.run([sys.executable, "-m", "tfcifar.train", *args],
+                        env=full_env, capture_output=True, text=True,
+                        timeout=300, **kwargs)
+
+
+def cli_flags(model_dir, data_dir, **overrides):
+  values = dict(TINY, model_dir=str(model_dir), data_dir=data_dir,
+                batch_size=32, epochs=2, lr=0.05, max_train_examples=256,
+                max_test_examples=100)
+  values.update(overrides)
+  out = []
+  for name, value in values.items():
+    if isinstance(value, bool):
+      out.append(f"--{name}" if value else f"--no{name}")
+    else:
+      out.append(f"--{name}={value}")
+  return out
+
+
+def metric_rows(model_dir):
+  return run_dir_lib.RunDir(str(model_dir)).read_metrics()
+
+
+def assert_rows_close(rows_a, rows_b, atol):
+  assert [r["epoch"] for r in rows_a] == [r["epoch"] for r in rows_b]
+  for a, b in zip(rows_a, rows_b):
+    for column in METRIC_COLUMNS:
+      assert a[column] == pytest.approx(b[column], abs=atol), (column, a, b)
+
+
+def test_loss_falls_and_run_dir_describes_itself(tmp_path, sample_data_dir):
+  model_dir = tmp_path / "run"
+  config = tiny_config(model_dir, sample_data_dir, bn=True, epochs=4,
+                       max_train_examples=512, histograms=True)
+  assert run_in_process(config) == run_dir_lib.EXIT_OK
+
+  rows = metric_rows(model_dir)
+  assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+  assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.1
+  assert rows[-1]["train_accuracy"] > 0.2  # 10% is chance
+  with open(model_dir / "metrics.csv") as f:
+    assert next(csv.reader(f)) == list(run_dir_lib.METRICS_HEADER)
+  status = json.loads((model_dir / "status.json").read_text())
+  assert status["status"] == "finished" and status["epoch"] == 4
+  assert status["metrics"]["test_accuracy"] == pytest.approx(
+      rows[-1]["test_accuracy"])
+  saved = (model_dir / "flags.txt").read_text()
+  assert "--bn\n" in saved and "--lr=0.05\n" in saved
+  # The final model loads (custom layers registered by `import tfcifar`) and
+  # predicts exactly like the weights of the last checkpoint.
+  loaded = keras.saving.load_model(str(model_dir / "model.keras"))
+  from_checkpoint = models.build_model(config.model_config())
+  tf.train.Checkpoint(model=from_checkpoint).restore(
+      tf.train.latest_checkpoint(str(model_dir / "checkpoints"))).expect_partial()
+  images, _ = next(iter(data.make_dataset(sample_data_dir, "test",
+                                          batch_size=16, shuffle=False)))
+  np.testing.assert_allclose(loaded(images, training=False).numpy(),
+                             from_checkpoint(images, training=False).numpy(),
+                             atol=1e-5)
+  # TensorBoard: scalars for train and test, the image grid, histograms.
+  tags = _event_tags(model_dir / "train")
+  assert {"loss", "accuracy", "learning_rate", "images_per_sec",
+          "train_images"} <= tags
+  assert any(t.startswith("post_bn/") for t in tags)
+  assert {"loss", "accuracy"} <= _event_tags(model_dir / "test")
+
+
+def _event_tags(log_dir):
+  tags = set()
+  for name in os.listdir(log_dir):
+    for event in tf.compat.v1.train.summary_iterator(str(log_dir / name)):
+      tags.update(v.tag for v in event.summary.value)
+  return tags
+
+
+def test_metrics_match_a_hand_computation(tmp_path, make_synthetic_dataset):
+  """One epoch of plain SGD redone step by step, eagerly, without the trainer."""
+  data_dir, _ = make_synthetic_dataset(num_train=96, num_test=40)
+  config = tiny_config(tmp_path / "run", data_dir, bn=True, epochs=1, lr=0.1,
+                       max_train_examples=0, max_test_examples=0, seed=3)
+  assert run_in_process(config) == run_dir_lib.EXIT_OK
+  (row,) = metric_rows(tmp_path / "run")
+
+  keras.utils.set_random_seed(config.seed)
+  model = models.build_model(config.model_config())
+  losses, correct = [], []
+  for images, labels in data.make_dataset(data_dir, "train", batch_size=32,
+                                          seed=config.seed, epoch=0):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      per_example = keras.losses.sparse_categorical_crossentropy(
+          labels, logits, from_logits=True)
+      weights = [v for v in model.trainable_variables if v.ndim > 1]
+      decay = config.weight_decay * sum(tf.reduce_sum(w ** 2) for w in weights)
+      loss = tf.reduce_mean(per_example) + decay / 2
+    grads = tape.gradient(loss, model.trainable_variables)
+    for variable, grad in zip(model.trainable_variables, grads):
+      variable.assign_sub(config.lr * grad)
+    losses.extend(per_example.numpy())
+    correct.extend(np.argmax(logits, -1) == labels.numpy())
+  assert len(losses) == 96
+  assert row["train_loss"] == pytest.approx(np.mean(losses), abs=1e-4)
+  assert row["train_accuracy"] == pytest.approx(np.mean(correct), abs=1e-6)
+
+  test_losses, test_correct = [], []
+  for images, labels in data.make_dataset(data_dir, "test", batch_size=7,
+                                          shuffle=False):
+    logits = model(images, training=False)
+    test_losses.extend(keras.losses.sparse_categorical_crossentropy(
+        labels, logits, from_logits=True).numpy())
+    test_correct.extend(np.argmax(logits, -1) == labels.numpy())
+  assert len(test_losses) == 40
+  assert row["test_loss"] == pytest.approx(np.mean(test_losses), abs=1e-4)
+  assert row["test_accuracy"] == pytest.approx(np.mean(test_correct))
+
+
+def test_divergence_ends_the_run_cleanly(tmp_path, sample_data_dir):
+  model_dir = tmp_path / "run"
+  config = tiny_config(model_dir, sample_data_dir, bn=False, lr=1e8,
+                       epochs=3)
+  assert run_in_process(config) == run_dir_lib.EXIT_DIVERGED
+  status = json.loads((model_dir / "status.json").read_text())
+  assert status["status"] == "diverged"
+  assert status["diverged_epoch"] == status["epoch"] + 1
+  assert len(metric_rows(model_dir)) == status["epoch"]
+  # Running it again does not retrain: it reports the divergence again.
+  assert run_in_process(config) == run_dir_lib.EXIT_DIVERGED
+
+
+def test_resume_refuses_other_hyperparameters(tmp_path, sample_data_dir):
+  config = tiny_config(tmp_path / "run", sample_data_dir, epochs=1)
+  assert run_in_process(config) == run_dir_lib.EXIT_OK
+  # More epochs is a continuation; another lr is another run.
+  assert run_in_process(config.replace(epochs=2)) == run_dir_lib.EXIT_OK
+  assert [r["epoch"] for r in metric_rows(tmp_path / "run")] == [1, 2]
+  with pytest.raises(tfcifar.errors.UserError, match="--lr"):
+    run_in_process(config.replace(lr=0.01, epochs=3))
+
+
+def test_mixed_precision_and_noisy_bn_train(tmp_path, sample_data_dir):
+  config = tiny_config(tmp_path / "run", sample_data_dir, bn=True, noise=True,
+                       mixed_precision=True, epochs=1, histograms=True)
+  try:
+    assert run_in_process(config) == run_dir_lib.EXIT_OK
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  (row,) = metric_rows(tmp_path / "run")
+  assert np.isfinite(row["train_loss"]) and np.isfinite(row["test_loss"])
+
+
+# --- the command line, in subprocesses -------------------------------------
+
+
+def test_bad_flags_give_one_line_and_exit_2(tmp_path, sample_data_dir):
+  cases = [
+      ["--model=resnet9000"],
+      ["--lr=-1"],
+      ["--corrupt=labels", "--corrupt_prob=1.5"],
+      ["--data_dir=" + str(tmp_path / "missing")],
+      ["--no_such_flag"],
+      ["--strategy=mirrored", "--num_cpu_devices=3", "--batch_size=32",
+       "--data_dir=" + sample_data_dir],
+  ]
+  for args in cases:
+    result = cli(*args, f"--model_dir={tmp_path / 'run'}", "--epochs=1")
+    assert result.returncode == 2, (args, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (args, lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_sigkill_and_resume_give_the_same_rows(tmp_path, sample_data_dir):
+  args = cli_flags(tmp_path / "straight", sample_data_dir, bn=True, epochs=3,
+                   seed=5)
+  assert cli(*args).returncode == 0, "uninterrupted run failed"
+
+  killed_dir = tmp_path / "killed"
+  args = cli_flags(killed_dir, sample_data_dir, bn=True, epochs=3, seed=5)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  process = subprocess.Popen([sys.executable, "-m", "tfcifar.train", *args],
+                             env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while len(metric_rows(killed_dir)) < 1 and time.time() < deadline:
+    if process.poll() is not None:
+      break
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  rows_at_kill = len(metric_rows(killed_dir))
+  assert 1 <= rows_at_kill < 3, "the run was not killed mid-way"
+  assert cli(*args).returncode == 0
+  assert_rows_close(metric_rows(killed_dir), metric_rows(tmp_path / "straight"),
+                    atol=1e-5)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+@pytest.fixture(scope="module")
+def single_device_rows(tmp_path_factory, sample_data_dir):
+  """Two epochs of a plain (no BN) model on one device: the reference."""
+  model_dir = tmp_path_factory.mktemp("single") / "run"
+  result = cli(*cli_flags(model_dir, sample_data_dir, bn=False, seed=1))
+  assert result.returncode == 0, result.stderr
+  return metric_rows(model_dir)
+
+
+def test_mirrored_matches_single_device(tmp_path, sample_data_dir,
+                                        single_device_rows):
+  model_dir = tmp_path / "mirrored"
+  result = cli(*cli_flags(model_dir, sample_data_dir, bn=False, seed=1,
+                          strategy="mirrored", num_cpu_devices=2))
+  assert result.returncode == 0, result.stderr
+  assert "2 replica(s)" in result.stdout
+  assert_rows_close(metric_rows(model_dir), single_device_rows, atol=2e-4)
+
+
+def test_two_workers_match_single_device(tmp_path, sample_data_dir,
+                                         single_device_rows):
+  model_dir = tmp_path / "multi"
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  args = cli_flags(model_dir, sample_data_dir, bn=False, seed=1,
+                   strategy="multi_worker")
+  processes = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster,
+                            "task": {"type": "worker", "index": index}})
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=tf_config)
+    processes.append(subprocess.Popen(
+        [sys.executable, "-m", "tfcifar.train", *args], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  outputs = [p.communicate(timeout=300) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-2000:]
+  assert "2 replica(s)" in outputs[0][0]
+  assert_rows_close(metric_rows(model_dir), single_device_rows, atol=2e-4)
+  # Only the chief wrote: no worker checkpoint directory is left behind.
+  assert not [n for n in os.listdir(model_dir) if n.startswith(".worker")]

@@ -1,0 +1,300 @@
+"""The training loop: `strategy.run` over an XLA-compiled per-replica step.
+
+Keras 3 `model.fit` turns XLA off under any tf.distribute strategy and breaks
+under MultiWorkerMirroredStrategy, so the loop is ours:
+
+  train_loop (tf.function)                       runs `steps_per_loop` steps
+    strategy.run(replica_step)                   one step on every replica
+      compute_gradients (tf.function, jit_compile=--xla)
+                                                 forward, loss, weight decay,
+                                                 gradients, metric sums
+      optimizer.apply_gradients                  all-reduce (sum) + update,
+                                                 outside the compiled function
+    strategy.reduce(SUM)                         metric sums over replicas
+
+Metrics are the study's: train loss (cross-entropy, without the weight-decay
+term) and accuracy summed over every batch of the epoch and averaged at its
+end; test loss and accuracy on the whole test split after each epoch.
+"""
+
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfcifar import data
+from tfcifar import distribute
+from tfcifar import models
+from tfcifar import run_dir as run_dir_lib
+from tfcifar import summaries
+from tfcifar.errors import UserError
+
+OPTIMIZERS = {
+    "sgd": lambda c: keras.optimizers.SGD(c.lr),
+    "momentum": lambda c: keras.optimizers.SGD(c.lr, momentum=c.momentum),
+    "adam": lambda c: keras.optimizers.Adam(c.lr),
+}
+
+
+class Diverged(Exception):
+  """The train loss became NaN or infinite during `epoch`."""
+
+  def __init__(self, epoch):
+    super().__init__(f"loss is not finite in epoch {epoch}")
+    self.epoch = epoch
+
+
+def make_optimizer(config):
+  optimizer = OPTIMIZERS[config.optimizer](config)
+  if config.mixed_precision:
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+def _metric_sums(labels, logits):
+  """[sum of per-example cross-entropy, number correct, number of examples]."""
+  labels = tf.cast(labels, tf.int32)
+  logits = tf.cast(logits, tf.float32)
+  losses = keras.losses.sparse_categorical_crossentropy(
+      labels, logits, from_logits=True)
+  correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                             labels), tf.float32)
+  count = tf.cast(tf.shape(labels)[0], tf.float32)
+  return losses, tf.stack([tf.reduce_sum(losses), tf.reduce_sum(correct),
+                           count])
+
+
+class Trainer:
+  """Builds the model, optimizer and data of one run and trains it."""
+
+  def __init__(self, config, strategy, data_dir, log=print):
+    self.config = config
+    self.strategy = strategy
+    self.data_dir = data_dir
+    self.log = log
+    self.chief = distribute.is_chief(strategy)
+    self.run_dir = run_dir_lib.RunDir(config.model_dir)
+    num_train = data.split_size(data_dir, "train",
+                                config.max_train_examples or None)
+    self.steps_per_epoch = num_train // config.batch_size
+    if self.steps_per_epoch < 1:
+      raise UserError(f"--batch_size={config.batch_size} is larger than the "
+                      f"{num_train} train examples")
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.mixed_precision else "float32")
+    with strategy.scope():
+      keras.utils.set_random_seed(config.seed)
+      self.model = models.build_model(config.model_config())
+      self.optimizer = make_optimizer(config)
+      self.optimizer.build(self.model.trainable_variables)
+      self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                               name="completed_epochs")
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+    self.logger = (summaries.Logger(config.model_dir) if self.chief
+                   else summaries.NullLogger())
+    self._compiled_gradients = tf.function(self._gradients,
+                                           jit_compile=config.xla)
+    self._compiled_eval = tf.function(self._eval_sums, jit_compile=config.xla)
+    self._test_dataset = None
+
+  # --- steps --------------------------------------------------------------
+
+  def _gradients(self, images, labels):
+    """Forward, loss with weight decay, gradients; compiled with XLA."""
+    replicas = self.strategy.num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      logits = self.model(images, training=True)
+      losses, sums = _metric_sums(labels, logits)
+      loss = tf.reduce_sum(losses) / self.config.batch_size
+      if self.model.losses:  # weight decay, split evenly over the replicas
+        loss += tf.add_n(self.model.losses) / replicas
+      if self.config.mixed_precision:
+        loss = self.optimizer.scale_loss(loss)
+    grads = tape.gradient(loss, self.model.trainable_variables)
+    return grads, sums
+
+  def _replica_step(self, batch):
+    images, labels = batch
+    grads, sums = self._compiled_gradients(images, labels)
+    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    return sums
+
+  @tf.function
+  def _train_loop(self, iterator, num_steps):
+    totals = tf.zeros([3], tf.float32)
+    for _ in tf.range(num_steps):
+      sums = self.strategy.run(self._replica_step, args=(next(iterator),))
+      totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums,
+                                     axis=None)
+    return totals
+
+  def _eval_sums(self, images, labels):
+    return _metric_sums(labels, self.model(images, training=False))[1]
+
+  # --- data ---------------------------------------------------------------
+
+  def _dataset(self, split, **overrides):
+    c = self.config
+    kwargs = dict(batch_size=c.batch_size, augment=c.augment,
+                  corrupt=c.corrupt, corrupt_prob=c.corrupt_prob, seed=c.seed,
+                  normalization=c.normalization,
+                  max_examples=(c.max_train_examples if split == "train"
+                                else c.max_test_examples) or None)
+    kwargs.update(overrides)
+    return data.make_dataset(self.data_dir, split, **kwargs)
+
+  def _train_iterator(self, first_epoch_index):
+    def dataset_fn(input_context):
+      return self._dataset("train", shuffle=True, repeat=True,
+                           epoch=first_epoch_index,
+                           input_context=input_context)
+    return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+  def evaluate(self):
+    """(loss, accuracy) on the whole test split, computed on this worker."""
+    if self._test_dataset is None:
+      self._test_dataset = self._dataset("test", shuffle=False, repeat=False)
+    totals = np.zeros(3)
+    for images, labels in self._test_dataset:
+      totals += self._compiled_eval(images, labels).numpy()
+    return totals[0] / totals[2], totals[1] / totals[2]
+
+  # --- checkpoints --------------------------------------------------------
+
+  def _checkpoint_dir(self):
+    if self.chief:
+      return os.path.join(self.config.model_dir, "checkpoints")
+    _, task_id = distribute.task_info(self.strategy)
+    return os.path.join(self.config.model_dir, f".worker{task_id}_checkpoints")
+
+  def restore(self):
+    """Restores the latest checkpoint; returns the number of completed epochs."""
+    latest = tf.train.latest_checkpoint(
+        os.path.join(self.config.model_dir, "checkpoints"))
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self._manager = tf.train.CheckpointManager(
+        self.checkpoint, self._checkpoint_dir(),
+        max_to_keep=self.config.keep_checkpoints)
+    return int(self.epoch.numpy())
+
+  def _save_checkpoint(self, epoch):
+    self.epoch.assign(epoch)
+    self._manager.save(checkpoint_number=epoch)
+    if not self.chief:  # every worker saves (collectives); only the chief keeps
+      shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+
+  # --- logging ------------------------------------------------------------
+
+  def _log_input_images(self):
+    batch = next(iter(self._dataset("train", shuffle=True, repeat=False,
+                                    epoch=0, normalize=False)))
+    self.logger.image_grid("train_images", batch[0].numpy())
+
+  def _log_histograms(self, epoch):
+    """Post-BN (post-noise) activations in training mode on a fixed batch.
+
+    Moving statistics and noise seeds are put back afterwards, so logging
+    does not change training.
+    """
+    if not hasattr(self, "_activation_model"):
+      self._activation_model = models.post_bn_activations_model(self.model)
+      self._histogram_batch = next(iter(self._dataset(
+          "train", shuffle=False, repeat=False, augment=False)))[0]
+    state = [v.numpy() for v in self.model.non_trainable_variables]
+    outputs = self._activation_model(self._histogram_batch, training=True)
+    for variable, value in zip(self.model.non_trainable_variables, state):
+      variable.assign(value)
+    if not isinstance(outputs, dict):
+      outputs = {f"layer_{i}": o for i, o in enumerate(tf.nest.flatten(outputs))}
+    self.logger.histograms(epoch, outputs)
+
+  def _progress(self, epoch):
+    mode = self.config.progress
+    if mode == "auto":
+      mode = "bar" if sys.stdout.isatty() else "log"
+    if mode == "bar" and self.chief:
+      bar = keras.utils.Progbar(self.steps_per_epoch,
+                                stateful_metrics=["loss", "accuracy"])
+      return lambda step, totals: bar.update(
+          step, [("loss", totals[0] / totals[2]),
+                 ("accuracy", totals[1] / totals[2])])
+    return lambda step, totals: None
+
+  # --- the loop -----------------------------------------------------------
+
+  def _train_epoch(self, epoch, iterator):
+    progress = self._progress(epoch)
+    totals = np.zeros(3)
+    step = 0
+    while step < self.steps_per_epoch:
+      num_steps = min(self.config.steps_per_loop, self.steps_per_epoch - step)
+      totals += self._train_loop(iterator, tf.constant(num_steps)).numpy()
+      step += num_steps
+      if not math.isfinite(totals[0]):
+        raise Diverged(epoch)
+      progress(step, totals)
+    return totals[0] / totals[2], totals[1] / totals[2], totals[2]
+
+  def train(self):
+    """Trains from the last checkpoint to `epochs`; returns the last row."""
+    c = self.config
+    done = self.restore()
+    if self.chief:
+      self.run_dir.truncate_metrics(done)
+    if done >= c.epochs:
+      self.log(f"{c.model_dir}: already trained for {done} epochs")
+      return (self.run_dir.read_metrics() or [{}])[-1]
+    if self.chief and done == 0:
+      self._log_input_images()
+    self.log(f"training {c.model} for epochs {done + 1}..{c.epochs}, "
+             f"{self.steps_per_epoch} steps of {c.batch_size} images each, "
+             f"{self.strategy.num_replicas_in_sync} replica(s)")
+    iterator = self._train_iterator(done)
+    row = {}
+    for epoch in range(done + 1, c.epochs + 1):
+      start = time.time()
+      train_loss, train_accuracy, images = self._train_epoch(epoch, iterator)
+      train_seconds = time.time() - start
+      test_loss, test_accuracy = self.evaluate()
+      row = {"epoch": epoch, "train_loss": train_loss,
+             "train_accuracy": train_accuracy, "test_loss": test_loss,
+             "test_accuracy": test_accuracy,
+             "lr": float(self.optimizer.learning_rate.numpy()),
+             "seconds": time.time() - start}
+      if self.chief:
+        self._end_epoch(epoch, row, images / train_seconds)
+      self._save_checkpoint(epoch)
+    return row
+
+  def _end_epoch(self, epoch, row, images_per_sec):
+    self.run_dir.append_metrics(row)
+    self.run_dir.write_status("running", epoch, row)
+    self.logger.scalars("train", epoch, {
+        "loss": row["train_loss"], "accuracy": row["train_accuracy"],
+        "learning_rate": row["lr"], "images_per_sec": images_per_sec})
+    self.logger.scalars("test", epoch, {"loss": row["test_loss"],
+                                        "accuracy": row["test_accuracy"]})
+    if self.config.histograms:
+      self._log_histograms(epoch)
+    self.log(f"epoch {epoch}/{self.config.epochs}: "
+             f"train_loss={row['train_loss']:.4f} "
+             f"train_accuracy={row['train_accuracy']:.4f} "
+             f"test_loss={row['test_loss']:.4f} "
+             f"test_accuracy={row['test_accuracy']:.4f} "
+             f"({row['seconds']:.1f}s, {images_per_sec:.0f} images/s)")
+
+  def save_model(self):
+    """Writes model.keras (via a temporary name) on the chief."""
+    if not self.chief:
+      return
+    path = os.path.join(self.config.model_dir, "model.keras")
+    tmp = os.path.join(self.config.model_dir, "model.incomplete.keras")
+    self.model.save(tmp)
+    os.replace(tmp, path)
