@@ -20,6 +20,7 @@ download_and_convert_cifar10.py writes it:
   image/width         32
 """
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ LABELS_FILENAME = "labels.txt"
 MANIFEST_FILENAME = "manifest.json"
 MANIFEST_FORMAT = "tfcifar-cifar10-tfrecord/1"
 _SHARD_RE = re.compile(r"^cifar10_(train|test)-(\d{5})-of-(\d{5})\.tfrecord$")
+_RECORD_RE = re.compile(r"^cifar10_(train|test)(-\d{5}-of-\d{5})?\.tfrecord$")
 
 
 def record_filename(split, shard=0, num_shards=1):
@@ -140,6 +142,38 @@ def encode_example(image, label):
   image = np.asarray(image)
   return serialize_example(encode_png(image), label, image.shape[0],
                            image.shape[1])
+
+
+def encode_examples(images, labels, compression=6):
+  """[encode_example(image, label) ...] for uint8 images [N, H, W, 3].
+
+  The same bytes, ~2x faster: the PNG rows of all images are laid out in one
+  numpy operation, and everything but the pixels and the label is encoded
+  once. What remains per image is zlib (~100 us for 32x32) and a few joins.
+  """
+  images = np.asarray(images, dtype=np.uint8)
+  num, height, width, _ = images.shape
+  rows = np.zeros((num, height, 1 + width * 3), np.uint8)  # filter byte 0
+  rows[:, :, 1:] = images.reshape(num, height, width * 3)
+  header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  png_head = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+  png_tail = _png_chunk(b"IEND", b"")
+  after_png = {}  # label -> the encoded features after image/encoded
+  out = []
+  for image_rows, label in zip(rows, np.asarray(labels).tolist()):
+    data = b"IDAT" + zlib.compress(image_rows.tobytes(), compression)
+    png = b"".join((png_head, struct.pack(">I", len(data) - 4), data,
+                    struct.pack(">I", zlib.crc32(data)), png_tail))
+    rest = after_png.get(label)
+    if rest is None:
+      rest = after_png[label] = (
+          _feature_entry("image/format", _bytes_feature(b"png")) +
+          _feature_entry("image/class/label", _int64_feature(int(label))) +
+          _feature_entry("image/height", _int64_feature(height)) +
+          _feature_entry("image/width", _int64_feature(width)))
+    out.append(_field(1, 2, _feature_entry("image/encoded",
+                                           _bytes_feature(png)) + rest))
+  return out
 
 
 def write_labels_file(dataset_dir, class_names=CLASS_NAMES):
@@ -257,16 +291,24 @@ def verify_split_files(data_dir, manifest, split, files, checksums=True):
 
 
 def channel_stats(images):
-  """Per-channel mean and std (0..255 units) of uint8 images [N, H, W, 3]."""
-  pixels = np.asarray(images).reshape(-1, 3)
-  total = np.zeros(3)
-  total_sq = np.zeros(3)
-  for start in range(0, len(pixels), 1 << 22):  # float64 sums, bounded memory
-    block = pixels[start:start + (1 << 22)].astype(np.float64)
+  """Per-channel mean and std (0..255 units) of uint8 images [N, H, W, 3].
+
+  The sums are exact: float32 column sums over blocks of 256 images stay below
+  2**24 (256 * 255**2), and the block sums add up exactly in float64.
+  """
+  images = np.asarray(images)
+  flat = images.reshape(len(images), -1)
+  total = np.zeros(flat.shape[1])
+  total_sq = np.zeros(flat.shape[1])
+  for start in range(0, len(flat), 256):
+    block = flat[start:start + 256].astype(np.float32)
     total += block.sum(0)
-    total_sq += (block * block).sum(0)
-  mean = total / len(pixels)
-  std = np.sqrt(np.maximum(total_sq / len(pixels) - mean * mean, 0.0))
+    block *= block
+    total_sq += block.sum(0)
+  count = flat.size // 3
+  mean = total.reshape(-1, 3).sum(0) / count
+  mean_sq = total_sq.reshape(-1, 3).sum(0) / count
+  std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
   return mean.tolist(), std.tolist()
 
 
@@ -274,10 +316,27 @@ def write_records(path, images, labels):
   """Writes one TFRecord file of `(image, label)` examples via a temp name."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tmp = f"{path}.incomplete"
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for image, label in zip(images, labels):
-      writer.write(encode_example(image, label))
+  try:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for image, label in zip(images, labels):
+        writer.write(encode_example(image, label))
+  except BaseException:
+    remove_if_exists(tmp)
+    raise
   return tmp
+
+
+def remove_if_exists(path):
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
+
+
+def record_file_split(name):
+  """'train' or 'test' for a record file name (single or shard), else None."""
+  match = _RECORD_RE.match(name)
+  return match.group(1) if match else None
 
 
 def write_dataset(dataset_dir, splits, num_shards=1, source="", write=None):
@@ -289,38 +348,58 @@ def write_dataset(dataset_dir, splits, num_shards=1, source="", write=None):
     num_shards: 1 for the two TF-slim files, else N shards per split.
     source: free text recorded in the manifest.
     write: optional `write(path, images, labels) -> tmp_path` (a parallel
-      writer); defaults to `write_records`.
+      writer); defaults to `write_records`. It removes its own temp file when
+      it fails.
 
   Every file is written under a temporary name; all are renamed only once all
   are complete, and the manifest last, so an interrupted run leaves nothing
-  that looks finished.
+  that looks finished. A failure removes the temp files. An old manifest is
+  removed before the renames, and record files of another layout (e.g. the
+  single files when writing shards) before the new manifest is written.
   """
   write = write or write_records
   os.makedirs(dataset_dir, exist_ok=True)
   manifest = {"format": MANIFEST_FORMAT, "source": source, "splits": {}}
   renames = []
-  for split, (images, labels) in splits.items():
-    labels = np.asarray(labels, np.int64)
-    files = []
-    for shard, index in enumerate(np.array_split(np.arange(len(labels)),
-                                                 num_shards)):
-      name = record_filename(split, shard, num_shards)
-      path = os.path.join(dataset_dir, name)
-      tmp = write(path, images[index[0]:index[-1] + 1] if len(index) else
-                  images[:0], labels[index])
-      renames.append((tmp, path))
-      files.append({"name": name, "num_examples": int(len(index)),
-                    "bytes": os.path.getsize(tmp),
-                    "sha256": sha256_of_file(tmp)})
-    manifest["splits"][split] = {
-        "num_examples": int(len(labels)),
-        "class_counts": np.bincount(labels, minlength=NUM_CLASSES).tolist(),
-        "files": files,
-    }
-  if "train" in splits:
-    manifest["mean"], manifest["std"] = channel_stats(splits["train"][0])
+  stats = None
+  if "train" in splits:  # numpy releases the GIL: overlaps the writing
+    stats = concurrent.futures.ThreadPoolExecutor(1)
+    train_stats = stats.submit(channel_stats, splits["train"][0])
+  try:
+    for split, (images, labels) in splits.items():
+      labels = np.asarray(labels, np.int64)
+      files = []
+      for shard, index in enumerate(np.array_split(np.arange(len(labels)),
+                                                   num_shards)):
+        name = record_filename(split, shard, num_shards)
+        path = os.path.join(dataset_dir, name)
+        tmp = write(path, images[index[0]:index[-1] + 1] if len(index) else
+                    images[:0], labels[index])
+        renames.append((tmp, path))
+        files.append({"name": name, "num_examples": int(len(index)),
+                      "bytes": os.path.getsize(tmp),
+                      "sha256": sha256_of_file(tmp)})
+      manifest["splits"][split] = {
+          "num_examples": int(len(labels)),
+          "class_counts": np.bincount(labels, minlength=NUM_CLASSES).tolist(),
+          "files": files,
+      }
+    if stats is not None:
+      manifest["mean"], manifest["std"] = train_stats.result()
+  except BaseException:
+    for tmp, _ in renames:
+      remove_if_exists(tmp)
+    raise
+  finally:
+    if stats is not None:
+      stats.shutdown(cancel_futures=True)
+  remove_if_exists(os.path.join(dataset_dir, MANIFEST_FILENAME))
   for tmp, path in renames:
     os.replace(tmp, path)
+  written = {os.path.basename(path) for _, path in renames}
+  for name in os.listdir(dataset_dir):  # the other layout's files
+    if record_file_split(name) in splits and name not in written:
+      os.remove(os.path.join(dataset_dir, name))
   write_labels_file(dataset_dir)
   write_text_atomic(os.path.join(dataset_dir, MANIFEST_FILENAME),
                     json.dumps(manifest, indent=1) + "\n")

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 from tfcifar import config as config_lib  # noqa: E402
 from tfcifar import errors  # noqa: E402
@@ -206,6 +207,7 @@ def run(config, strategy, log=print):
 
 
 def main(argv):
+  logging.set_verbosity(logging.WARNING)  # TF's INFO lines are noise here
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = config_from_flags()

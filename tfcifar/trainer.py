@@ -105,24 +105,38 @@ class Trainer:
 
   # --- steps --------------------------------------------------------------
 
-  def _gradients(self, images, labels):
-    """Forward, loss with weight decay, gradients; compiled with XLA."""
-    replicas = self.strategy.num_replicas_in_sync
+  def _gradients(self, trainable, non_trainable, images, labels):
+    """Forward, loss with weight decay, gradients; compiled with XLA.
+
+    Stateless: it takes the variables' values and returns the new
+    non-trainable values (BatchNorm moving statistics, noise seed states)
+    instead of assigning them, so the compiled function touches no resource
+    of another replica's device and needs no cross-replica sync inside XLA.
+    """
     with tf.GradientTape() as tape:
-      logits = self.model(images, training=True)
+      tape.watch(trainable)
+      logits, new_non_trainable = self.model.stateless_call(
+          trainable, non_trainable, images, training=True)
       losses, sums = _metric_sums(labels, logits)
       loss = tf.reduce_sum(losses) / self.config.batch_size
-      if self.model.losses:  # weight decay, split evenly over the replicas
-        loss += tf.add_n(self.model.losses) / replicas
+      # Weight decay once per replica: gradients are summed over replicas.
+      loss += (models.weight_decay_loss(self.model, trainable) /
+               self.strategy.num_replicas_in_sync)
       if self.config.mixed_precision:
         loss = self.optimizer.scale_loss(loss)
-    grads = tape.gradient(loss, self.model.trainable_variables)
-    return grads, sums
+    grads = tape.gradient(loss, trainable)
+    return grads, new_non_trainable, sums
 
   def _replica_step(self, batch):
     images, labels = batch
-    grads, sums = self._compiled_gradients(images, labels)
-    self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+    model = self.model
+    grads, new_non_trainable, sums = self._compiled_gradients(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables], images, labels)
+    for variable, value in zip(model.non_trainable_variables,
+                               new_non_trainable):
+      variable.assign(value)  # BatchNorm moving stats: mean over replicas
+    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return sums
 
   @tf.function
@@ -200,19 +214,18 @@ class Trainer:
   def _log_histograms(self, epoch):
     """Post-BN (post-noise) activations in training mode on a fixed batch.
 
-    Moving statistics and noise seeds are put back afterwards, so logging
-    does not change training.
+    Computed with `stateless_call`, so the moving statistics and noise seeds
+    of the model are left as they are: logging does not change training.
     """
     if not hasattr(self, "_activation_model"):
       self._activation_model = models.post_bn_activations_model(self.model)
       self._histogram_batch = next(iter(self._dataset(
           "train", shuffle=False, repeat=False, augment=False)))[0]
-    state = [v.numpy() for v in self.model.non_trainable_variables]
-    outputs = self._activation_model(self._histogram_batch, training=True)
-    for variable, value in zip(self.model.non_trainable_variables, state):
-      variable.assign(value)
-    if not isinstance(outputs, dict):
-      outputs = {f"layer_{i}": o for i, o in enumerate(tf.nest.flatten(outputs))}
+    probe = self._activation_model
+    outputs, _ = probe.stateless_call(
+        [v.value for v in probe.trainable_variables],
+        [v.value for v in probe.non_trainable_variables],
+        self._histogram_batch, training=True)
     self.logger.histograms(epoch, outputs)
 
   def _progress(self, epoch):

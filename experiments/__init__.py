@@ -1,0 +1,1 @@
+"""The studies: sweep runner (`run.py`), study definitions, figures."""

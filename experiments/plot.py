@@ -1,0 +1,337 @@
+r"""Draws the figures of the studies and a summary table from their runs.
+
+  python experiments/plot.py --runs_dir=runs --out_dir=figures --format=png,svg
+
+Reads <runs_dir>/<study>/<run>/metrics.csv (one row per completed epoch) and
+status.json, and writes to <out_dir>:
+  <study>.<fmt>                       train loss, train accuracy and test
+                                      accuracy against epoch, one line per run
+  summary_train_accuracy.<fmt>        clean, random labels p=0.5 and p=1,
+  summary_test_accuracy.<fmt>         shuffled/random pixels, gaussian
+  summary.md                          final and best numbers of every run
+A diverged run is drawn dashed, ending in an x, "(diverged in epoch k)" in
+its legend. Studies without runs are left out.
+"""
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: make `experiments` importable
+  sys.path.insert(
+      0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+from absl import flags  # noqa: E402
+from matplotlib import figure as figure_lib  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+
+from experiments import cli  # noqa: E402
+from experiments import studies as studies_lib  # noqa: E402
+
+STUDY_PANELS = (("train_loss", "train loss"),
+                ("train_accuracy", "train accuracy"),
+                ("test_accuracy", "test accuracy"))
+SUMMARY_PANELS = (("train_accuracy", "train accuracy"),
+                  ("test_accuracy", "test accuracy"))
+FORMATS = ("png", "svg", "pdf")
+REFERENCE_COLOR = "0.6"
+
+FLAGS = flags.FLAGS
+
+
+
+# --- reading runs ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunData:
+  """The metrics of one run directory."""
+  key: str
+  label: str
+  rows: list      # [{"epoch": int, "train_loss": float, ...}], by epoch
+  status: dict    # status.json ({} when absent)
+
+  @property
+  def state(self):
+    return self.status.get("status", "running" if self.rows else "empty")
+
+  @property
+  def diverged(self):
+    return self.state == "diverged"
+
+  def series(self, metric):
+    """(epochs, values) of `metric`."""
+    return ([r["epoch"] for r in self.rows],
+            [r.get(metric, math.nan) for r in self.rows])
+
+  def legend(self, label=None):
+    label = label or self.label
+    if self.diverged:
+      epoch = self.status.get("diverged_epoch", "?")
+      return f"{label} (diverged in epoch {epoch})"
+    if self.state in ("failed", "running"):
+      return f"{label} ({self.state}, epoch {self.last_epoch})"
+    return label
+
+  @property
+  def last_epoch(self):
+    return self.rows[-1]["epoch"] if self.rows else 0
+
+
+def _number(text):
+  try:
+    return float(text)
+  except ValueError:
+    return math.nan
+
+
+def read_metrics(path):
+  """metrics.csv as rows of floats (epoch an int), sorted by epoch."""
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    if not reader.fieldnames or "epoch" not in reader.fieldnames:
+      raise cli.UsageError(f"{path} has no epoch column")
+    rows = [{k: (int(float(v)) if k == "epoch" else _number(v))
+             for k, v in row.items() if k is not None} for row in reader]
+  return sorted(rows, key=lambda r: r["epoch"])
+
+
+def read_run(path, key, label):
+  """The RunData of a run directory, or None when it has no metrics/status."""
+  metrics = os.path.join(path, "metrics.csv")
+  status_path = os.path.join(path, "status.json")
+  if not os.path.exists(metrics) and not os.path.exists(status_path):
+    return None
+  rows = read_metrics(metrics) if os.path.exists(metrics) else []
+  status = {}
+  if os.path.exists(status_path):
+    try:
+      with open(status_path) as f:
+        status = json.load(f)
+    except ValueError:
+      raise cli.UsageError(f"{status_path} is not valid JSON") from None
+  return RunData(key, label, rows, status)
+
+
+def load_runs(runs_dir):
+  """{run key: RunData} of every run of every study found under runs_dir."""
+  if not os.path.isdir(runs_dir):
+    raise cli.UsageError(f"--runs_dir={runs_dir} is not a directory")
+  runs = {}
+  for key, label in studies_lib.run_labels().items():
+    data = read_run(os.path.join(runs_dir, key), key, label)
+    if data is not None:
+      runs[key] = data
+  return runs
+
+
+# --- figures -----------------------------------------------------------------
+
+
+def colors(count):
+  """`count` distinct colours: tab10, or viridis beyond 10."""
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  if count <= 10:
+    return [colormaps["tab10"](i) for i in range(count)]
+  return [colormaps["viridis"](i / max(1, count - 1)) for i in range(count)]
+
+
+def draw_run(ax, run, metric, color, label=None, linestyle="-"):
+  """One line: `linestyle`, or dashed ending in an x for a diverged run."""
+  epochs, values = run.series(metric)
+  style = {"linestyle": linestyle}
+  if run.diverged:
+    style = dict(linestyle="--", marker="x", markersize=8,
+                 markevery=[len(epochs) - 1] if epochs else None)
+  (line,) = ax.plot(epochs, values, color=color, label=run.legend(label),
+                    **style)
+  return line
+
+
+def line_styles(runs):
+  """(colour, linestyle) per Run, from its `style` (colour index) or order."""
+  styles = [dict(run.style) for run in runs]
+  indices = [s.get("color", i) for i, s in enumerate(styles)]
+  palette = colors(max(indices) + 1 if indices else 0)
+  return [(palette[i], s.get("linestyle", "-"))
+          for i, s in zip(indices, styles)]
+
+
+def panels_figure(lines, panels, title):
+  """A Figure with one axis per (metric, name) panel.
+
+  Args:
+    lines: [(RunData, label or None, colour, linestyle)] in legend order.
+    panels: [(metric, axis title)].
+    title: the figure title.
+  """
+  fig = figure_lib.Figure(figsize=(5 * len(panels) + 2.5, 4),
+                          layout="constrained")
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  for ax, (metric, name) in zip(axes, panels):
+    for run, label, color, linestyle in lines:
+      draw_run(ax, run, metric, color, label, linestyle)
+    ax.set_title(name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(name.split()[-1])
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if metric.endswith("loss") and _spans_decades(lines, metric):
+      ax.set_yscale("log")
+  fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper",
+             fontsize="small")
+  fig.suptitle(title)
+  return fig
+
+
+def _spans_decades(lines, metric):
+  """True when the positive values of `metric` span more than 10x (log axis)."""
+  values = [v for run, _, _, _ in lines for v in run.series(metric)[1]
+            if math.isfinite(v)]
+  return bool(values) and min(values) > 0 and max(values) > 10 * min(values)
+
+
+def study_figure(study, runs):
+  """The figure of `study` from {key: RunData}, or None if it has no runs.
+
+  One line per run of the study that has data, in the study's order, then its
+  reference runs (grey) where they exist.
+  """
+  present = [r for r in study.runs if r.key in runs]
+  if not present:
+    return None
+  lines = [(runs[r.key], None, color, linestyle)
+           for r, (color, linestyle) in zip(present, line_styles(present))]
+  lines += [(runs[key], f"{label} (reference)", REFERENCE_COLOR, "-")
+            for key, label in study.references if key in runs]
+  return panels_figure(lines, STUDY_PANELS, study.title)
+
+
+def summary_figure(runs, metric, name):
+  """One metric of the summary runs (clean and corrupted), or None."""
+  present = [(runs[key], label) for key, label in studies_lib.SUMMARY_RUNS
+             if key in runs]
+  if not present:
+    return None
+  lines = [(run, label, c, "-")
+           for (run, label), c in zip(present, colors(len(present)))]
+  return panels_figure(lines, [(metric, name)], "Corrupted labels and images")
+
+
+def save_figure(fig, out_dir, stem, formats):
+  """Writes `<out_dir>/<stem>.<fmt>` for each format via a temporary name."""
+  paths = []
+  for fmt in formats:
+    path = os.path.join(out_dir, f"{stem}.{fmt}")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fig.savefig(tmp, format=fmt, dpi=120)
+    os.replace(tmp, path)
+    paths.append(path)
+  return paths
+
+
+# --- the table ---------------------------------------------------------------
+
+
+def _percent(value):
+  return "" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _loss(value):
+  return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def best(run, metric):
+  """(best value, its epoch) of an accuracy, or (None, None)."""
+  rows = [r for r in run.rows if not math.isnan(r.get(metric, math.nan))]
+  if not rows:
+    return None, None
+  row = max(rows, key=lambda r: r[metric])
+  return row[metric], row["epoch"]
+
+
+def summary_table(runs):
+  """Markdown: per study, one row of final and best numbers per run."""
+  out = ["# Summary", "",
+         "Accuracies in %; final = the last completed epoch.", ""]
+  for study in studies_lib.STUDIES.values():
+    present = [runs[r.key] for r in study.runs if r.key in runs]
+    if not present:
+      continue
+    out += [f"## {study.title} (`{study.name}`)", "",
+            "| run | status | epochs | final train loss | final train acc | "
+            "final test acc | best test acc (epoch) |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for run in present:
+      last = run.rows[-1] if run.rows else {}
+      value, epoch = best(run, "test_accuracy")
+      best_text = f"{_percent(value)} ({epoch})" if value is not None else ""
+      state = run.state
+      if run.diverged:
+        state = f"diverged (epoch {run.status.get('diverged_epoch', '?')})"
+      out.append(
+          f"| {run.label} | {state} | {run.last_epoch} | "
+          f"{_loss(last.get('train_loss'))} | "
+          f"{_percent(last.get('train_accuracy'))} | "
+          f"{_percent(last.get('test_accuracy'))} | {best_text} |")
+    out.append("")
+  return "\n".join(out)
+
+
+# --- main --------------------------------------------------------------------
+
+
+def plot_all(runs_dir, out_dir, formats=("png",), log=print):
+  """Writes every figure and summary.md; returns the paths written."""
+  bad = [f for f in formats if f not in FORMATS]
+  if bad or not formats:
+    raise cli.UsageError(f"--format={','.join(formats)}: each must be one of "
+                         f"{', '.join(FORMATS)}")
+  runs = load_runs(runs_dir)
+  if not runs:
+    raise cli.UsageError(f"no runs under {runs_dir} (expected <study>/<run>/"
+                         "metrics.csv; see experiments/run.py)")
+  os.makedirs(out_dir, exist_ok=True)
+  written = []
+  for study in studies_lib.STUDIES.values():
+    fig = study_figure(study, runs)
+    if fig is not None:
+      written += save_figure(fig, out_dir, study.name, formats)
+  for metric, name in SUMMARY_PANELS:
+    fig = summary_figure(runs, metric, name)
+    if fig is not None:
+      written += save_figure(fig, out_dir, f"summary_{metric}", formats)
+  table = os.path.join(out_dir, "summary.md")
+  with open(f"{table}.tmp", "w") as f:
+    f.write(summary_table(runs))
+  os.replace(f"{table}.tmp", table)
+  written.append(table)
+  log(f"{len(runs)} runs; wrote {len(written)} files to {out_dir}")
+  return written
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  plot_all(FLAGS.runs_dir, FLAGS.out_dir, tuple(FLAGS.format))
+
+
+def define_flags():
+  """Defines the flags (only when run as a script: tests import this module
+  next to the trainer, whose flags share names)."""
+  flags.DEFINE_string("runs_dir", "runs",
+                      "Where experiments/run.py put the runs.")
+  flags.DEFINE_string("out_dir", "figures", "Where the figures go.")
+  flags.DEFINE_list("format", ["png"], f"Figure formats: {', '.join(FORMATS)}.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)

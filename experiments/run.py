@@ -1,0 +1,408 @@
+r"""Runs the studies: each run of a study as a `python -m tfcifar.train` child.
+
+  python experiments/run.py --study=bn_lr --runs_dir=runs
+  python experiments/run.py --study=all --runs_dir=runs --parallel=2 \
+      --trainer_flags="--mixed_precision"
+  python experiments/run.py --study=all --smoke --runs_dir=/tmp/smoke   # CPU
+  python experiments/run.py --study=label_corruption --dry_run
+
+Each run is
+  python -m tfcifar.train --flagfile=flags/<family>.cfg <swept flags>
+      [smoke flags] [--data_dir] [--trainer_flags]
+      --model_dir=<runs_dir>/<study>/<run>
+started in the repository root (absl opens nested flagfiles relative to the
+current directory), with its output in <runs_dir>/<study>/<run>.log.
+
+The sweep can be stopped (Ctrl-C, SIGTERM) and restarted at any time with the
+same command: finished and diverged runs (status.json) are skipped, stopped
+or failed ones are started again with the same command and the trainer resumes
+them from their last completed epoch. A finished run with fewer epochs than
+now asked for (e.g. --trainer_flags=--epochs=200) is resumed too. A diverged
+run (exit 3) is a result, not a failure: the sweep goes on. Exit code: 0 when
+every run finished or diverged, 1 when one failed, 2 for bad flags, 130 when
+stopped.
+"""
+
+import collections
+import dataclasses
+import fnmatch
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+if __package__ in (None, ""):  # run as a script: make `experiments` importable
+  sys.path.insert(
+      0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from experiments import cli  # noqa: E402
+from experiments import studies as studies_lib  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATUS_FILENAME = "status.json"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 130
+DONE_STATUSES = ("finished", "diverged")
+
+FLAGS = flags.FLAGS
+
+
+
+# --- commands ----------------------------------------------------------------
+
+
+def trainer_command(trainer=""):
+  return shlex.split(trainer) if trainer else [sys.executable, "-m",
+                                              "tfcifar.train"]
+
+
+def run_dir(runs_dir, run):
+  return os.path.join(runs_dir, run.study, run.name)
+
+
+def run_args(study, run, runs_dir, smoke=False, data_dir="", extra=()):
+  """The trainer flags of `run` (without the trainer command itself)."""
+  args = [f"--flagfile={study.flagfile}", *run.flags]
+  if smoke:
+    args += studies_lib.SMOKE_FLAGS
+  if data_dir:
+    args.append(f"--data_dir={data_dir}")
+  args += list(extra)
+  args.append(f"--model_dir={run_dir(runs_dir, run)}")
+  return args
+
+
+def expand_flagfiles(args, cwd, stack=()):
+  """`args` with every --flagfile=PATH replaced by its lines, like absl."""
+  out = []
+  for arg in args:
+    if not arg.startswith("--flagfile="):
+      out.append(arg)
+      continue
+    path = os.path.join(cwd, os.path.expanduser(arg[len("--flagfile="):]))
+    if path in stack:
+      continue
+    if not os.path.isfile(path):
+      raise cli.UsageError(f"flagfile {path} does not exist (run from a "
+                           "checkout of the repository)")
+    with open(path) as f:
+      lines = [line.strip() for line in f
+               if line.strip() and not line.startswith(("#", "//"))]
+    out += expand_flagfiles(lines, cwd, stack + (path,))
+  return out
+
+
+def flag_value(args, name):
+  """The last value of --name=VALUE in (expanded) `args`, or None."""
+  value = None
+  for arg in args:
+    if arg.startswith(f"--{name}="):
+      value = arg.split("=", 1)[1]
+  return value
+
+
+# --- the state of a run on disk ----------------------------------------------
+
+
+def read_status(model_dir):
+  """status.json of a run, {} when absent or unreadable (a fresh run)."""
+  try:
+    with open(os.path.join(model_dir, STATUS_FILENAME)) as f:
+      status = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return status if isinstance(status, dict) else {}
+
+
+def is_done(status, epochs):
+  """Finished with at least `epochs` epochs (None: any), or diverged."""
+  if status.get("status") == "diverged":
+    return True
+  if status.get("status") != "finished":
+    return False
+  return epochs is None or int(status.get("epoch", 0)) >= epochs
+
+
+@dataclasses.dataclass
+class Job:
+  """One run of the sweep and what became of it."""
+  run: studies_lib.Run
+  model_dir: str
+  command: list
+  log_path: str
+  epochs: int = None
+  result: str = "pending"     # pending|skipped|finished|diverged|failed|stopped
+  note: str = ""
+  process: subprocess.Popen = None
+  started: float = 0.0
+  last_lines: collections.deque = dataclasses.field(
+      default_factory=lambda: collections.deque(maxlen=20))
+  reader: threading.Thread = None
+
+
+def make_jobs(study_names, runs_dir, smoke=False, data_dir="", trainer="",
+              trainer_flags="", patterns=()):
+  """The jobs of the selected studies and runs, in study order."""
+  extra = shlex.split(trainer_flags)
+  jobs = []
+  for study in study_names:
+    for run in study.runs:
+      if patterns and not any(fnmatch.fnmatch(run.key, p) for p in patterns):
+        continue
+      args = run_args(study, run, runs_dir, smoke, data_dir, extra)
+      epochs = flag_value(expand_flagfiles(args, REPO_ROOT), "epochs")
+      jobs.append(Job(
+          run=run, model_dir=run_dir(runs_dir, run),
+          command=trainer_command(trainer) + args,
+          log_path=run_dir(runs_dir, run) + ".log",
+          epochs=int(epochs) if epochs is not None else None))
+  if patterns and not jobs:
+    raise cli.UsageError(f"--runs={','.join(patterns)} matches no run of "
+                         f"{', '.join(s.name for s in study_names)}")
+  return jobs
+
+
+# --- running -----------------------------------------------------------------
+
+
+class Sweep:
+  """Runs jobs, `parallel` at a time, until done or stopped."""
+
+  def __init__(self, jobs, parallel=1, stop_grace_s=60.0, echo=None,
+               poll_s=0.1, log=None):
+    self.jobs = jobs
+    self.parallel = max(1, parallel)
+    self.stop_grace_s = stop_grace_s
+    self.echo = self.parallel == 1 if echo is None else echo
+    self.poll_s = poll_s
+    self.log = log or (lambda text: print(text, flush=True))
+    self.stopping = False
+    self.stop_time = None
+
+  def stop(self, signum=None, frame=None):  # pylint: disable=unused-argument
+    """Stops the sweep: no new runs, SIGINT to the running ones."""
+    if not self.stopping:
+      self.log("stopping: waiting for the running trainers to exit "
+               "(run the same command again to continue)")
+    self.stopping = True
+    self.stop_time = self.stop_time or time.monotonic()
+    for job in self.running():
+      _signal_group(job.process, signal.SIGINT)
+
+  def running(self):
+    return [j for j in self.jobs if j.process and j.process.poll() is None
+            and j.result == "running"]
+
+  def run(self):
+    for job in self.jobs:
+      if is_done(read_status(job.model_dir), job.epochs):
+        job.result = "skipped"
+    todo = collections.deque(j for j in self.jobs if j.result == "pending")
+    total = len(todo)
+    active = []
+    while (todo and not self.stopping) or active:
+      while todo and len(active) < self.parallel and not self.stopping:
+        job = todo.popleft()
+        self._start(job, total - len(todo), total)
+        active.append(job)
+      time.sleep(self.poll_s)
+      for job in list(active):
+        if job.process.poll() is not None:
+          self._finish(job)
+          active.remove(job)
+      if self.stopping and active and (
+          time.monotonic() - self.stop_time > self.stop_grace_s):
+        for job in active:
+          _signal_group(job.process, signal.SIGKILL)
+    for job in todo:
+      job.result = "not started"
+    return self.jobs
+
+  def _start(self, job, index, total):
+    os.makedirs(os.path.dirname(job.log_path), exist_ok=True)
+    resumed = " (resuming)" if read_status(job.model_dir) else ""
+    self.log(f"[{index}/{total}] {job.run.key}: started{resumed}, log in "
+             f"{job.log_path}")
+    log_file = open(job.log_path, "a")
+    log_file.write(f"$ cd {REPO_ROOT} && {shlex.join(job.command)}\n")
+    log_file.flush()
+    env = dict(os.environ)
+    if self.parallel > 1:  # several TF processes may share one GPU
+      env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    job.process = subprocess.Popen(
+        job.command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True)  # Ctrl-C reaches the runner, which forwards it
+    job.started = time.monotonic()
+    job.result = "running"
+    job.reader = threading.Thread(
+        target=_copy_output, args=(job, log_file, self.echo), daemon=True)
+    job.reader.start()
+
+  def _finish(self, job):
+    code = job.process.returncode
+    job.reader.join(timeout=10)
+    status = read_status(job.model_dir)
+    minutes = (time.monotonic() - job.started) / 60
+    if code == EXIT_OK:
+      job.result = "finished"
+    elif code == EXIT_DIVERGED:
+      job.result = "diverged"
+    elif self.stopping:
+      job.result = "stopped"
+    else:
+      job.result = "failed"
+      job.note = f"exit {code}: {_last_error(job.last_lines)}"
+    self.log(f"{job.run.key}: {job.result} after {minutes:.1f} min "
+             f"({_describe(status)}){' ' + job.note if job.note else ''}")
+
+
+def _signal_group(process, signum):
+  try:
+    os.killpg(process.pid, signum)
+  except (ProcessLookupError, PermissionError):
+    pass
+
+
+def _copy_output(job, log_file, echo):
+  """Copies the trainer's output to its log (and the terminal), line by line."""
+  with log_file:
+    for raw in iter(job.process.stdout.readline, b""):
+      line = raw.decode("utf-8", "replace")
+      log_file.write(line)
+      log_file.flush()
+      job.last_lines.append(line.rstrip("\n"))
+      if echo:
+        sys.stdout.write(f"  {line}")
+        sys.stdout.flush()
+  job.process.stdout.close()
+
+
+def _last_error(lines):
+  """The trainer's `error: ...` line, else its last non-empty line."""
+  lines = [l for l in lines if l.strip()]
+  errors = [l for l in lines if l.startswith("error:")]
+  return (errors or lines or ["no output"])[-1].strip()
+
+
+def _describe(status):
+  """`epoch 12, test accuracy 0.8312` from a status.json dict."""
+  if not status:
+    return "no status.json"
+  text = f"epoch {status.get('epoch', 0)}"
+  accuracy = (status.get("metrics") or {}).get("test_accuracy")
+  if isinstance(accuracy, (int, float)):
+    text += f", test accuracy {accuracy:.4f}"
+  if status.get("status") == "diverged":
+    text += f", diverged in epoch {status.get('diverged_epoch', '?')}"
+  return text
+
+
+def summary_lines(jobs):
+  """One line per run: key, result (as on disk for skipped runs), numbers."""
+  width = max([len(j.run.key) for j in jobs] + [3])
+  lines = []
+  for job in jobs:
+    status = read_status(job.model_dir)
+    result = job.result
+    if result == "skipped":
+      result = f"{status.get('status', '?')} (earlier)"
+    note = f"  {job.note}" if job.note else ""
+    lines.append(f"{job.run.key:<{width}}  {result:<18} {_describe(status)}"
+                 f"{note}")
+  return lines
+
+
+def exit_code(jobs):
+  results = {j.result for j in jobs}
+  if results & {"stopped", "not started"}:
+    return EXIT_STOPPED
+  if "failed" in results:
+    return EXIT_FAILED
+  return EXIT_OK
+
+
+def dry_run_lines(jobs):
+  lines = []
+  epochs = 0
+  for job in jobs:
+    status = read_status(job.model_dir)
+    done = is_done(status, job.epochs)
+    state = "done" if done else ("resume" if status else "new")
+    if not done:
+      epochs += max(0, (job.epochs or 0) - int(status.get("epoch", 0)))
+    lines.append(f"{job.run.key} [{state}]: {shlex.join(job.command)}")
+  lines.append(f"{len(jobs)} runs, {sum(1 for l in lines if '[done]' in l)} "
+               f"done, {epochs} epochs to train")
+  return lines
+
+
+# --- main --------------------------------------------------------------------
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.study is None:
+    raise cli.UsageError(f"--study is required: one of "
+                         f"{', '.join(sorted(studies_lib.STUDIES))} or all")
+  if FLAGS.parallel < 1:
+    raise cli.UsageError(f"--parallel must be >= 1, got {FLAGS.parallel}")
+  runs_dir = os.path.abspath(FLAGS.runs_dir)
+  data_dir = os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else ""
+  if data_dir and not os.path.isdir(data_dir):
+    raise cli.UsageError(f"--data_dir={FLAGS.data_dir} is not a directory")
+  try:
+    trainer_flags = shlex.split(FLAGS.trainer_flags)
+  except ValueError as e:
+    raise cli.UsageError(f"--trainer_flags: {e}") from None
+  if any(f.startswith("--model_dir") for f in trainer_flags):
+    raise cli.UsageError("--trainer_flags must not set --model_dir (the runner "
+                         "sets it per run)")
+  jobs = make_jobs(studies_lib.get(FLAGS.study), runs_dir, FLAGS.smoke,
+                   data_dir, FLAGS.trainer, FLAGS.trainer_flags, FLAGS.runs)
+  if FLAGS.dry_run:
+    print("\n".join(dry_run_lines(jobs)))
+    return EXIT_OK
+  sweep = Sweep(jobs, FLAGS.parallel, FLAGS.stop_grace_s)
+  signal.signal(signal.SIGINT, sweep.stop)
+  signal.signal(signal.SIGTERM, sweep.stop)
+  sweep.run()
+  print("\n".join(["", f"summary ({runs_dir}):"] + summary_lines(jobs)))
+  return exit_code(jobs)
+
+
+def define_flags():
+  """Defines the flags (only when run as a script: tests import this module
+  next to the trainer, whose flags share names)."""
+  flags.DEFINE_enum("study", None, sorted(studies_lib.STUDIES) + ["all"],
+                    "The study to run, or all.")
+  flags.DEFINE_string("runs_dir", "runs",
+                      "Runs go to <runs_dir>/<study>/<run>.")
+  flags.DEFINE_string("data_dir", "", "Passed to the trainer as --data_dir "
+                      "(default: the trainer's: the standard location if "
+                      "converted data is there, else the bundled sample).")
+  flags.DEFINE_boolean("smoke", False, "Tiny scale (a small VGG, a few hundred "
+                       "images, 2 epochs): every study on a CPU in minutes.")
+  flags.DEFINE_integer("parallel", 1, "Runs trained at the same time.")
+  flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands, "
+                       "run nothing.")
+  flags.DEFINE_list("runs", [], "Only the runs whose <study>/<run> matches one "
+                    "of these glob patterns, e.g. 'bn_lr/bn-*,*/aug'.")
+  flags.DEFINE_string("trainer_flags", "", "More trainer flags, appended to "
+                      "every run (they win), e.g. '--epochs=10 "
+                      "--mixed_precision'.")
+  flags.DEFINE_float("stop_grace_s", 60.0, "On Ctrl-C/SIGTERM, seconds a run "
+                     "gets to exit after SIGINT before it is killed.")
+  flags.DEFINE_string("trainer", "", "(testing) The command run instead of "
+                      "`python -m tfcifar.train`, split like a shell would.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  cli.run(main)

@@ -1,0 +1,216 @@
+"""Checks (noisy) BatchNorm in an XLA-compiled per-replica training step.
+
+Runs the pattern the trainer uses -- a per-replica step compiled with
+`tf.function(jit_compile=True)`, run by `strategy.run` under
+`tf.distribute.MirroredStrategy` over logical CPU devices -- and verifies that
+
+  * the noise of NoisyBatchNormalization changes at every step (its seed
+    state advances inside the compiled step), uses the same per-channel
+    moments on every replica and independent draws on each;
+  * BatchNorm moving statistics, seed states and weights stay identical on
+    all replicas after training steps, for plain and noisy BatchNorm.
+
+The compiled step is *stateless* (`model.stateless_call`): it takes variable
+values and returns gradients and the new non-trainable values (moving stats,
+seed states), which the replica function then assigns. A stateful step (the
+model reading its variables inside the XLA function) fails on logical CPU
+devices with "Trying to access resource ... located in device CPU:1 from
+device CPU:0" (keras-team/keras#19005), and assigning replica-mean moving
+statistics needs a cross-replica sync that cannot run inside XLA.
+
+  python -m tfcifar.models.check_distributed            # exit 0 = all good
+  python -m tfcifar.models.check_distributed --jit_compile= --replicas=3
+
+Must run in a fresh process: logical devices are set before TF starts.
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import logging  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+CHECK_NAMES = ("noise", "train_bn", "train_noisy_bn")
+REPLICAS = flags.DEFINE_integer("replicas", 2, "number of logical CPU devices")
+CHECKS = flags.DEFINE_list("checks", list(CHECK_NAMES), "checks to run")
+JIT = flags.DEFINE_list("jit_compile", list(CHECK_NAMES),
+                        "checks whose replica step is XLA-compiled")
+
+
+def make_strategy(num_replicas):
+  """MirroredStrategy over `num_replicas` logical CPU devices."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * num_replicas)
+  return tf.distribute.MirroredStrategy(
+      [f"/cpu:{i}" for i in range(num_replicas)])
+
+
+def stateless_forward(model, jit_compile):
+  """Compiled (trainable, non_trainable, x) -> (outputs, new non_trainable)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  @tf.function(jit_compile=jit_compile)
+  def forward(trainable, non_trainable, x):
+    return model.stateless_call(trainable, non_trainable, x, training=True)
+
+  return forward
+
+
+def make_train_step(strategy, model, optimizer, global_batch, jit_compile):
+  """A distributed SGD step whose per-replica core is XLA-compiled."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfcifar import models  # pylint: disable=g-import-not-at-top
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(
+      from_logits=True, reduction="sum")
+
+  @tf.function(jit_compile=jit_compile)
+  def loss_and_grads(trainable, non_trainable, images, labels):
+    with tf.GradientTape() as tape:
+      tape.watch(trainable)
+      logits, new_non_trainable = model.stateless_call(
+          trainable, non_trainable, images, training=True)
+      # Weight decay at the values passed in (not the variables), once per
+      # replica: gradients are summed over replicas.
+      loss = (loss_fn(labels, logits) / global_batch
+              + models.weight_decay_loss(model, trainable)
+              / strategy.num_replicas_in_sync)
+    return loss, tape.gradient(loss, trainable), new_non_trainable
+
+  def replica_step(images, labels):
+    loss, grads, new_non_trainable = loss_and_grads(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables], images, labels)
+    for variable, value in zip(model.non_trainable_variables,
+                               new_non_trainable):
+      variable.assign(value)  # replica-mean for BN moving stats
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  @tf.function
+  def train_step(images, labels):
+    return strategy.run(replica_step, args=(images, labels))
+
+  return train_step
+
+
+def replica_values(strategy, value):
+  return [np.asarray(v) for v in strategy.experimental_local_results(value)]
+
+
+def check_noise(strategy, jit_compile, steps=3):
+  """Noise moments shared by replicas, draws independent, new every step."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfcifar import models  # pylint: disable=g-import-not-at-top
+  noise_mean, noise_std = 0.5, 1.25
+  with strategy.scope():
+    layer = models.NoisyBatchNormalization(noise_mean, noise_std, seed=7)
+    layer.build((None, 8, 8, 16))
+  forward = stateless_forward(layer, jit_compile)
+  x = np.random.RandomState(0).normal(3.0, 2.0, (64, 8, 8, 16))
+  x = tf.constant(x, tf.float32)
+
+  def replica_fn():
+    y, new_state = forward([v.value for v in layer.trainable_variables],
+                           [v.value for v in layer.non_trainable_variables], x)
+    for variable, value in zip(layer.non_trainable_variables, new_state):
+      variable.assign(value)
+    return y
+
+  run = tf.function(lambda: strategy.run(replica_fn))
+  failures, previous_means = [], None
+  for step in range(steps):
+    outputs = replica_values(strategy, run())
+    means = [o.mean(axis=(0, 1, 2)) for o in outputs]
+    stds = [o.std(axis=(0, 1, 2)) for o in outputs]
+    if np.abs(outputs[0] - outputs[1]).max() < 0.5:
+      failures.append(f"step {step}: replicas drew the same noise")
+    if np.abs(means[0] - means[1]).max() > 0.1:
+      failures.append(f"step {step}: replicas used different channel means")
+    if np.abs(means[0]).max() > noise_mean + 0.1:
+      failures.append(f"step {step}: channel mean outside +-{noise_mean}")
+    low, high = np.sqrt(2.0) - 0.1, np.sqrt(1 + noise_std**2) + 0.1
+    if stds[0].min() < low or stds[0].max() > high:
+      failures.append(f"step {step}: channel std outside [{low}, {high}]")
+    if previous_means is not None and (
+        np.abs(means[0] - previous_means).max() < 0.2):
+      failures.append(f"step {step}: noise moments did not change")
+    previous_means = means[0]
+  states = replica_values(strategy, layer.seed_generator.state.value)
+  if any(not np.array_equal(s, [7, steps]) for s in states):
+    failures.append(f"seed states {states} != [7, {steps}] on every replica")
+  keras.backend.clear_session()
+  return failures
+
+
+def check_training(strategy, jit_compile, noise, steps=3, global_batch=16):
+  """Losses finite; every variable identical on all replicas after steps."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfcifar import models  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  cfg = models.ModelConfig(bn=True, noise=noise, vgg_stages="8,M,8,M",
+                           dense_units=(16,))
+  with strategy.scope():
+    model = models.build_model(cfg)
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+  train_step = make_train_step(strategy, model, optimizer, global_batch,
+                               jit_compile)
+  rng = np.random.RandomState(1)
+  per_replica = global_batch // strategy.num_replicas_in_sync
+  failures = []
+  for step in range(steps):
+    images = rng.normal(size=(global_batch, 32, 32, 3)).astype("float32")
+    labels = rng.randint(0, 10, global_batch)
+    shard = lambda array: strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(array[  # pylint: disable=g-long-lambda
+            context.replica_id_in_sync_group * per_replica:][:per_replica]))
+    losses = replica_values(strategy, train_step(shard(images), shard(labels)))
+    if not all(np.isfinite(losses)):
+      failures.append(f"step {step}: loss {losses}")
+  for variable in model.variables:
+    copies = replica_values(strategy, variable.value)
+    if any(not np.array_equal(copies[0], c) for c in copies[1:]):
+      failures.append(f"{variable.path} differs between replicas")
+  moving_means = [layer.moving_mean for layer in
+                  models.normalization_layers(model)]
+  if any(not np.any(np.asarray(m)) for m in moving_means):
+    failures.append("a BatchNorm moving mean was never updated")
+  keras.backend.clear_session()
+  return failures
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # no per-variable all-reduce INFO
+  strategy = make_strategy(REPLICAS.value)
+  checks = {
+      "noise": lambda jit: check_noise(strategy, jit),
+      "train_bn": lambda jit: check_training(strategy, jit, noise=False),
+      "train_noisy_bn": lambda jit: check_training(strategy, jit, noise=True),
+  }
+  failed = False
+  for name in CHECKS.value:
+    jit_compile = name in JIT.value
+    start = time.time()
+    failures = checks[name](jit_compile)
+    print(f"{name}: {'ok' if not failures else 'FAILED'} "
+          f"({strategy.num_replicas_in_sync} replicas, "
+          f"jit_compile={jit_compile}, {time.time() - start:.1f} s)")
+    for failure in failures:
+      print(f"  {failure}")
+    failed = failed or bool(failures)
+  sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+  app.run(main)
