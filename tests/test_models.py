@@ -387,7 +387,8 @@ def test_post_bn_activations_model(bn, noise):
 def test_noise_and_replica_sync_under_mirrored_strategy_with_xla():
   """The distributed check (fresh process: it sets logical CPU devices)."""
   result = subprocess.run(
-      [sys.executable, "-m", "tfcifar.models.check_distributed",
+      [sys.executable, os.path.join(os.path.dirname(__file__),
+                                    "distributed_check.py"),
        "--checks=noise,train_noisy_bn", "--jit_compile=noise"],
       capture_output=True, text=True, timeout=300,
       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

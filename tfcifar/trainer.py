@@ -69,6 +69,51 @@ def _metric_sums(labels, logits):
                            count])
 
 
+def make_replica_step(model, optimizer, global_batch, num_replicas,
+                      jit_compile=True, mixed_precision=False):
+  """The per-replica train step: `replica_step((images, labels)) -> sums`.
+
+  Its core (forward, loss with weight decay, gradients) is compiled with
+  `jit_compile` and stateless: it takes the variables' values and returns the
+  new non-trainable values (BatchNorm moving statistics, noise seed states)
+  instead of assigning them, so the compiled function touches no resource of
+  another replica's device and needs no cross-replica sync inside XLA. The
+  replica step then assigns those values (BatchNorm moving statistics are
+  averaged over replicas) and applies the gradients; the optimizer sums them
+  over replicas (all-reduce) outside the compiled function.
+
+  Returns [sum of cross-entropy, number correct, number of examples] of the
+  replica's batch.
+  """
+
+  @tf.function(jit_compile=jit_compile)
+  def gradients(trainable, non_trainable, images, labels):
+    with tf.GradientTape() as tape:
+      tape.watch(trainable)
+      logits, new_non_trainable = model.stateless_call(
+          trainable, non_trainable, images, training=True)
+      losses, sums = _metric_sums(labels, logits)
+      loss = tf.reduce_sum(losses) / global_batch
+      # Weight decay once per replica: gradients are summed over replicas.
+      loss += models.weight_decay_loss(model, trainable) / num_replicas
+      if mixed_precision:
+        loss = optimizer.scale_loss(loss)
+    return tape.gradient(loss, trainable), new_non_trainable, sums
+
+  def replica_step(batch):
+    images, labels = batch
+    grads, new_non_trainable, sums = gradients(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables], images, labels)
+    for variable, value in zip(model.non_trainable_variables,
+                               new_non_trainable):
+      variable.assign(value)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return sums
+
+  return replica_step
+
+
 class Trainer:
   """Builds the model, optimizer and data of one run and trains it."""
 
@@ -98,46 +143,13 @@ class Trainer:
         model=self.model, optimizer=self.optimizer, epoch=self.epoch)
     self.logger = (summaries.Logger(config.model_dir) if self.chief
                    else summaries.NullLogger())
-    self._compiled_gradients = tf.function(self._gradients,
-                                           jit_compile=config.xla)
+    self._replica_step = make_replica_step(
+        self.model, self.optimizer, config.batch_size,
+        strategy.num_replicas_in_sync, config.xla, config.mixed_precision)
     self._compiled_eval = tf.function(self._eval_sums, jit_compile=config.xla)
     self._test_dataset = None
 
   # --- steps --------------------------------------------------------------
-
-  def _gradients(self, trainable, non_trainable, images, labels):
-    """Forward, loss with weight decay, gradients; compiled with XLA.
-
-    Stateless: it takes the variables' values and returns the new
-    non-trainable values (BatchNorm moving statistics, noise seed states)
-    instead of assigning them, so the compiled function touches no resource
-    of another replica's device and needs no cross-replica sync inside XLA.
-    """
-    with tf.GradientTape() as tape:
-      tape.watch(trainable)
-      logits, new_non_trainable = self.model.stateless_call(
-          trainable, non_trainable, images, training=True)
-      losses, sums = _metric_sums(labels, logits)
-      loss = tf.reduce_sum(losses) / self.config.batch_size
-      # Weight decay once per replica: gradients are summed over replicas.
-      loss += (models.weight_decay_loss(self.model, trainable) /
-               self.strategy.num_replicas_in_sync)
-      if self.config.mixed_precision:
-        loss = self.optimizer.scale_loss(loss)
-    grads = tape.gradient(loss, trainable)
-    return grads, new_non_trainable, sums
-
-  def _replica_step(self, batch):
-    images, labels = batch
-    model = self.model
-    grads, new_non_trainable, sums = self._compiled_gradients(
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], images, labels)
-    for variable, value in zip(model.non_trainable_variables,
-                               new_non_trainable):
-      variable.assign(value)  # BatchNorm moving stats: mean over replicas
-    self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return sums
 
   @tf.function
   def _train_loop(self, iterator, num_steps):

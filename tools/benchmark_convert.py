@@ -12,7 +12,9 @@ sha256 and channel stats included). Optionally also times the same through the
 command-line tool (process start and imports included), a serial run, and the
 conversion of the JPEG image-folder archive (JPEG decoding included).
 Prints one line per measurement; the last line is a JSON object with
-`images_per_sec` and `seconds` (the in-process official-format conversion).
+`images_per_sec`, `seconds` and `cpu_seconds` (all processes) of the
+in-process official-format conversion. Other work on the machine slows it:
+`load_average` (1 min, before the run) says how busy the machine was.
 """
 
 import hashlib
@@ -20,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import resource
 import subprocess
 import sys
 import tarfile
@@ -87,10 +90,16 @@ def benchmark_splits(pixels):
           for split, n in cifar10.FULL_SPLIT_SIZES.items()}
 
 
+def cpu_seconds():
+  """CPU time of this process and its finished children (the workers)."""
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(fn):
-  start = time.perf_counter()
-  result = fn()
-  return time.perf_counter() - start, result
+  start, cpu = time.perf_counter(), cpu_seconds()
+  fn()
+  return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def report(name, seconds, num_images):
@@ -113,12 +122,15 @@ def main(argv):
           flush=True)
     result = {"num_images": num_images, "pixels": pixels, "workers": workers}
 
-    seconds, _ = timed(lambda: convert.run(
+    result["load_average"] = round(os.getloadavg()[0], 2)
+    seconds, cpu = timed(lambda: convert.run(
         os.path.join(tmp, "out"), archive=archive, md5=md5,
         num_workers=FLAGS.num_workers, log=None))
     report("official format, in-process", seconds, num_images)
+    print(f"  CPU time {cpu:.2f} s (all processes); the load average before "
+          f"was {result['load_average']}", flush=True)
     result.update(images_per_sec=round(num_images / seconds, 1),
-                  seconds=round(seconds, 3))
+                  seconds=round(seconds, 3), cpu_seconds=round(cpu, 3))
     if FLAGS.cli:
       command = [sys.executable,
                  os.path.join(REPO, "tools", "download_and_convert_cifar10.py"),

@@ -14,7 +14,6 @@ import os
 import numpy as np
 
 from tfcifar import cifar10
-from tfcifar.convert import workers as workers_lib
 from tfcifar.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -85,10 +84,11 @@ def check_listing(listing, where):
                         "JPEG images")
 
 
-def decode_listing(listing, where, workers):
+def decode_listing(listing, where, workers, decode):
   """The splits of a listing: decoded in parallel, in the fixed order.
 
-  Items are paths (read in the workers) or (name, bytes) pairs.
+  `decode` is `workers.decode_files` (items are paths) or
+  `workers.decode_members` (items are (name, bytes) pairs).
   """
   check_listing(listing, where)
   splits = {}
@@ -100,8 +100,6 @@ def decode_listing(listing, where, workers):
       labels += [label] * len(files)
     order = np.random.RandomState(ORDER_SEED).permutation(len(items))
     items = [items[i] for i in order]
-    decode = (workers_lib.decode_files if isinstance(items[0], str) else
-              workers_lib.decode_members)
     splits[split] = (decode(workers, items),
                      np.asarray(labels, np.int64)[order])
   return splits

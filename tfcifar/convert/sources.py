@@ -81,7 +81,9 @@ def load_archive(path, workers=None, md5=None, on_part=None):
   listing = folders.member_listing(images, path)
   del images
   with _own_workers(workers) as own:
-    return folders.decode_listing(listing, path, own), "image folders"
+    return (folders.decode_listing(listing, path, own,
+                                   workers_lib.decode_members),
+            "image folders")
 
 
 def load_official_archive(path, md5=None):
@@ -104,7 +106,7 @@ def load_image_dir(root, workers=None):
   """The splits of a folder train/<class>/* and test/<class>/* of images."""
   listing = folders.dir_listing(root)
   with _own_workers(workers) as own:
-    return folders.decode_listing(listing, root, own)
+    return folders.decode_listing(listing, root, own, workers_lib.decode_files)
 
 
 def load_tfds(data_dir=None):

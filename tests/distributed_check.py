@@ -18,8 +18,8 @@ devices with "Trying to access resource ... located in device CPU:1 from
 device CPU:0" (keras-team/keras#19005), and assigning replica-mean moving
 statistics needs a cross-replica sync that cannot run inside XLA.
 
-  python -m tfcifar.models.check_distributed            # exit 0 = all good
-  python -m tfcifar.models.check_distributed --jit_compile= --replicas=3
+  python tests/distributed_check.py            # exit 0 = all good
+  python tests/distributed_check.py --jit_compile= --replicas=3
 
 Must run in a fresh process: logical devices are set before TF starts.
 """
@@ -64,39 +64,17 @@ def stateless_forward(model, jit_compile):
 
 
 def make_train_step(strategy, model, optimizer, global_batch, jit_compile):
-  """A distributed SGD step whose per-replica core is XLA-compiled."""
-  import keras  # pylint: disable=g-import-not-at-top
+  """A distributed SGD step: the trainer's own per-replica step."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfcifar import models  # pylint: disable=g-import-not-at-top
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True, reduction="sum")
-
-  @tf.function(jit_compile=jit_compile)
-  def loss_and_grads(trainable, non_trainable, images, labels):
-    with tf.GradientTape() as tape:
-      tape.watch(trainable)
-      logits, new_non_trainable = model.stateless_call(
-          trainable, non_trainable, images, training=True)
-      # Weight decay at the values passed in (not the variables), once per
-      # replica: gradients are summed over replicas.
-      loss = (loss_fn(labels, logits) / global_batch
-              + models.weight_decay_loss(model, trainable)
-              / strategy.num_replicas_in_sync)
-    return loss, tape.gradient(loss, trainable), new_non_trainable
-
-  def replica_step(images, labels):
-    loss, grads, new_non_trainable = loss_and_grads(
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], images, labels)
-    for variable, value in zip(model.non_trainable_variables,
-                               new_non_trainable):
-      variable.assign(value)  # replica-mean for BN moving stats
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
+  from tfcifar import trainer  # pylint: disable=g-import-not-at-top
+  replica_step = trainer.make_replica_step(
+      model, optimizer, global_batch, strategy.num_replicas_in_sync,
+      jit_compile=jit_compile)
 
   @tf.function
   def train_step(images, labels):
-    return strategy.run(replica_step, args=(images, labels))
+    sums = strategy.run(replica_step, args=((images, labels),))
+    return sums
 
   return train_step
 
@@ -175,7 +153,7 @@ def check_training(strategy, jit_compile, noise, steps=3, global_batch=16):
         lambda context: tf.constant(array[  # pylint: disable=g-long-lambda
             context.replica_id_in_sync_group * per_replica:][:per_replica]))
     losses = replica_values(strategy, train_step(shard(images), shard(labels)))
-    if not all(np.isfinite(losses)):
+    if not np.all(np.isfinite(losses)):
       failures.append(f"step {step}: loss {losses}")
   for variable in model.variables:
     copies = replica_values(strategy, variable.value)
