@@ -87,7 +87,7 @@ def main(argv):
                  width_multiplier=config.width_multiplier,
                  vgg_stages=config.vgg_stages, steps=FLAGS.steps,
                  device=tf.config.list_logical_devices()[0].device_type)
-  print(json.dumps({k: round(v, 1) if k.endswith("per_sec") else v
+  print(json.dumps({k: round(v, 1) if "per_sec" in k else v
                     for k, v in results.items()}))
 
 
