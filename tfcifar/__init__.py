@@ -4,6 +4,12 @@ Importing the package registers its custom Keras layers, so that a saved
 `model.keras` loads with `keras.saving.load_model` once `tfcifar` is imported.
 """
 
+import os
+
+# TensorFlow's C++ INFO/WARNING lines (CPU features, XLA service start-up)
+# drown the tools' own output; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 
