@@ -139,8 +139,14 @@ class Trainer:
       self.optimizer.build(self.model.trainable_variables)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                name="completed_epochs")
+    # Keras does not track SeedGenerator states as checkpoint dependencies;
+    # name them, so the noise of a resumed run continues where it stopped.
+    # (A list: tracked by position, which the model's structure fixes.)
+    rng_states = [v for v in self.model.non_trainable_variables
+                  if "seed_generator" in v.path]
     self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+        model=self.model, optimizer=self.optimizer, epoch=self.epoch,
+        rng_states=rng_states)
     self.logger = (summaries.Logger(config.model_dir) if self.chief
                    else summaries.NullLogger())
     self._replica_step = make_replica_step(
