@@ -71,35 +71,40 @@ def shuffle_pixels(images, seed):
   return permute_pixels(images, pixel_permutation(seed))
 
 
-def random_pixels(images, seed):
-  """Every image permuted by its own random permutation."""
+def _map_chunks(images, rng, corrupt_block):
+  """`corrupt_block(block, rng)` over chunks of images (bounded memory)."""
   images = np.asarray(images)
-  rng = _rng(seed, "random_pixels")
   out = np.empty_like(images)
   for start in range(0, len(images), _CHUNK):
     block = images[start:start + _CHUNK]
-    order = np.tile(np.arange(NUM_PIXELS), (len(block), 1))
-    permutations = rng.permuted(order, axis=1)
-    out[start:start + _CHUNK] = permute_pixels(block, permutations)
+    out[start:start + len(block)] = corrupt_block(block, rng)
   return out
+
+
+def _random_pixels_block(block, rng):
+  order = np.tile(np.arange(NUM_PIXELS), (len(block), 1))
+  return permute_pixels(block, rng.permuted(order, axis=1))
+
+
+def _gaussian_block(block, rng):
+  pixels = block.reshape(len(block), -1)
+  mean = pixels.mean(1, dtype=np.float64, keepdims=True)
+  std = pixels.std(1, dtype=np.float64, keepdims=True)
+  samples = rng.standard_normal(pixels.shape, dtype=np.float32)
+  samples *= std.astype(np.float32)
+  samples += mean.astype(np.float32)
+  samples = np.clip(np.rint(samples), 0, 255).astype(np.uint8)
+  return samples.reshape(block.shape)
+
+
+def random_pixels(images, seed):
+  """Every image permuted by its own random permutation."""
+  return _map_chunks(images, _rng(seed, "random_pixels"), _random_pixels_block)
 
 
 def gaussian_images(images, seed):
   """Normal samples with each image's own mean and std, as uint8."""
-  images = np.asarray(images)
-  rng = _rng(seed, "gaussian")
-  out = np.empty_like(images)
-  for start in range(0, len(images), _CHUNK):
-    block = images[start:start + _CHUNK]
-    pixels = block.reshape(len(block), -1)
-    mean = pixels.mean(1, dtype=np.float64, keepdims=True)
-    std = pixels.std(1, dtype=np.float64, keepdims=True)
-    samples = rng.standard_normal(pixels.shape, dtype=np.float32)
-    samples *= std.astype(np.float32)
-    samples += mean.astype(np.float32)
-    samples = np.clip(np.rint(samples), 0, 255).astype(np.uint8)
-    out[start:start + len(block)] = samples.reshape(block.shape)
-  return out
+  return _map_chunks(images, _rng(seed, "gaussian"), _gaussian_block)
 
 
 def _clean(images, labels, seed, prob):
