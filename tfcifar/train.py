@@ -14,15 +14,13 @@ import os
 import sys
 import traceback
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app
+from absl import flags
+from absl import logging
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from tfcifar import config as config_lib  # noqa: E402
-from tfcifar import errors  # noqa: E402
-from tfcifar import run_dir as run_dir_lib  # noqa: E402
+from tfcifar import config as config_lib  # importing tfcifar quiets TF's C++ logs
+from tfcifar import errors
+from tfcifar import run_dir as run_dir_lib
 
 _D = config_lib.TrainConfig()  # defaults live in the config, with units
 # Model.
