@@ -10,6 +10,10 @@ import os
 # drown the tools' own output; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfcifar import _quiet_tf  # noqa: E402
+
+_quiet_tf.install()  # and the lines TF 2.21 prints before that setting applies
+
 __version__ = "0.1.0"
 
 

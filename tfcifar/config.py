@@ -22,8 +22,10 @@ class TrainConfig:
   model: str = "vgglike"            # a name in tfcifar.models.MODELS
   bn: bool = False                  # BatchNorm before every hidden ReLU
   noise: bool = False               # NoisyBatchNormalization instead of BN
-  noise_mean: float = 0.5           # m ~ U(-noise_mean, noise_mean), per step/channel
-  noise_std: float = 1.25           # s ~ U(1, noise_std), per step/channel
+  noise_mean: float = 0.5           # n_mu: mu_j ~ U(-n_mu, n_mu), per step/channel
+  noise_std: float = 1.25           # n_sigma: sigma_j ~ U(1, n_sigma), per step/channel
+  noise_mean_jitter: float = 0.1    # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
+  noise_std_jitter: float = 0.1     # r_sigma: s_ij ~ N(sigma_j, r_sigma^2)
   width_multiplier: float = 1.0     # scales every layer width
   vgg_stages: str = "vgg16"         # vgg11|13|16|19 or "64,64,M,128,M,..."
   weight_decay: float = 1e-4        # loss += weight_decay * sum(w**2) / 2
@@ -69,6 +71,8 @@ class TrainConfig:
     return models.ModelConfig(
         name=self.model, bn=self.bn, noise=self.noise,
         noise_mean=self.noise_mean, noise_std=self.noise_std,
+        noise_mean_jitter=self.noise_mean_jitter,
+        noise_std_jitter=self.noise_std_jitter,
         width_multiplier=self.width_multiplier, vgg_stages=self.vgg_stages,
         weight_decay=self.weight_decay)
 

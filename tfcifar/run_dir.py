@@ -4,6 +4,8 @@
   <model_dir>/config.json    the resolved TrainConfig (checked on resume)
   <model_dir>/metrics.csv    one row per completed epoch
   <model_dir>/status.json    running|finished|diverged|failed, last epoch, metrics
+  <model_dir>/activations.csv  (--histograms) percentiles of every post-BN
+                             activation per epoch: the histograms, in brief
   <model_dir>/train, /test   TensorBoard events
   <model_dir>/checkpoints/   tf.train.Checkpoint of model, optimizer, epoch
   <model_dir>/model.keras    the final model
@@ -17,12 +19,19 @@ import json
 import math
 import os
 
+import numpy as np
+
 from tfcifar.cifar10 import write_text_atomic
 from tfcifar.errors import UserError
 
 METRICS_FILENAME = "metrics.csv"
 METRICS_HEADER = ("epoch", "train_loss", "train_accuracy", "test_loss",
                   "test_accuracy", "lr", "seconds")
+ACTIVATIONS_FILENAME = "activations.csv"
+# Percentiles of a layer's activations written per epoch (--histograms).
+ACTIVATION_PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+ACTIVATIONS_HEADER = ("epoch", "layer", "mean", "std",
+                      *(f"p{q}" for q in ACTIVATION_PERCENTILES))
 STATUS_FILENAME = "status.json"
 CONFIG_FILENAME = "config.json"
 FLAGS_FILENAME = "flags.txt"
@@ -66,32 +75,39 @@ class RunDir:
 
   def read_metrics(self):
     """The rows of metrics.csv as dicts of floats (epoch as int)."""
-    path = self.file(METRICS_FILENAME)
-    if not os.path.exists(path):
-      return []
-    with open(path, newline="") as f:
-      rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in rows]
+    return read_csv_rows(self.file(METRICS_FILENAME))
 
-  def _write_metrics(self, rows):
+  def _write_rows(self, name, header, rows):
     out = io.StringIO()
-    writer = csv.DictWriter(out, METRICS_HEADER, lineterminator="\n")
+    writer = csv.DictWriter(out, header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-      writer.writerow({k: _format(row[k]) for k in METRICS_HEADER})
-    write_text_atomic(self.file(METRICS_FILENAME), out.getvalue())
+      writer.writerow({k: _format(row[k]) for k in header})
+    write_text_atomic(self.file(name), out.getvalue())
 
   def truncate_metrics(self, last_epoch):
-    """Drops rows after `last_epoch` (an epoch redone after an interruption)."""
-    rows = self.read_metrics()
-    kept = [r for r in rows if r["epoch"] <= last_epoch]
-    if len(kept) != len(rows) or not os.path.exists(
-        self.file(METRICS_FILENAME)):
-      self._write_metrics(kept)
+    """Drops rows after `last_epoch` (an epoch redone after an interruption),
+    from metrics.csv and, where it exists, activations.csv."""
+    for name, header, always in (
+        (METRICS_FILENAME, METRICS_HEADER, True),
+        (ACTIVATIONS_FILENAME, ACTIVATIONS_HEADER, False)):
+      exists = os.path.exists(self.file(name))
+      rows = read_csv_rows(self.file(name))
+      kept = [r for r in rows if r["epoch"] <= last_epoch]
+      if len(kept) != len(rows) or (always and not exists):
+        self._write_rows(name, header, kept)
 
   def append_metrics(self, row):
-    self._write_metrics(self.read_metrics() + [row])
+    self._write_rows(METRICS_FILENAME, METRICS_HEADER,
+                     self.read_metrics() + [row])
+
+  def read_activations(self):
+    """The rows of activations.csv (epoch int, layer str, the rest floats)."""
+    return read_csv_rows(self.file(ACTIVATIONS_FILENAME))
+
+  def append_activations(self, rows):
+    self._write_rows(ACTIVATIONS_FILENAME, ACTIVATIONS_HEADER,
+                     self.read_activations() + list(rows))
 
   # --- status -------------------------------------------------------------
 
@@ -110,7 +126,33 @@ class RunDir:
                       json.dumps(payload, indent=1) + "\n")
 
 
+def read_csv_rows(path):
+  """A run's CSV file as dicts: epoch an int, layer a str, others floats;
+  [] when the file does not exist."""
+  if not os.path.exists(path):
+    return []
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  return [{k: (int(v) if k == "epoch" else v if k == "layer" else float(v))
+           for k, v in row.items()} for row in rows]
+
+
+def activation_rows(epoch, activations):
+  """activations.csv rows of one epoch: {layer: array} -> percentiles."""
+  rows = []
+  for layer, values in activations.items():
+    values = np.asarray(values, dtype=np.float64).ravel()
+    percentiles = np.percentile(values, ACTIVATION_PERCENTILES)
+    rows.append({"epoch": epoch, "layer": layer, "mean": float(values.mean()),
+                 "std": float(values.std()),
+                 **{f"p{q}": float(v) for q, v in
+                    zip(ACTIVATION_PERCENTILES, percentiles)}})
+  return rows
+
+
 def _format(value):
+  if isinstance(value, str):
+    return value
   if isinstance(value, int):
     return str(value)
   return f"{value:.6g}"

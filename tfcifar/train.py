@@ -26,11 +26,18 @@ _D = config_lib.TrainConfig()  # defaults live in the config, with units
 # Model.
 flags.DEFINE_string("model", _D.model, "Model name (tfcifar.models.MODELS).")
 flags.DEFINE_boolean("bn", _D.bn, "BatchNorm before every hidden ReLU.")
-flags.DEFINE_boolean("noise", _D.noise, "Noisy BatchNorm (needs --bn): noise "
-                     "N(m, s^2), m~U(-noise_mean, noise_mean), s~U(1, "
-                     "noise_std), drawn per channel at every step.")
-flags.DEFINE_float("noise_mean", _D.noise_mean, "Noise mean range.")
-flags.DEFINE_float("noise_std", _D.noise_std, "Noise std upper bound (>= 1).")
+flags.DEFINE_boolean("noise", _D.noise, "Noisy BatchNorm (needs --bn), "
+                     "Santurkar et al. 2018, Algorithm 1: after BN, a <- s*a "
+                     "+ m with a per-step channel shift mu and scale sigma and "
+                     "a per-activation jitter.")
+flags.DEFINE_float("noise_mean", _D.noise_mean, "n_mu (>= 0): channel shifts "
+                   "mu ~ U(-n_mu, n_mu), new every step.")
+flags.DEFINE_float("noise_std", _D.noise_std, "n_sigma (>= 1): channel scales "
+                   "sigma ~ U(1, n_sigma), new every step.")
+flags.DEFINE_float("noise_mean_jitter", _D.noise_mean_jitter, "r_mu (>= 0): "
+                   "per-activation shift m ~ U(mu - r_mu, mu + r_mu).")
+flags.DEFINE_float("noise_std_jitter", _D.noise_std_jitter, "r_sigma (>= 0): "
+                   "per-activation scale s ~ N(sigma, r_sigma^2).")
 flags.DEFINE_float("width_multiplier", _D.width_multiplier,
                    "Scales every layer width.")
 flags.DEFINE_string("vgg_stages", _D.vgg_stages, "vgg11|vgg13|vgg16|vgg19 or "
@@ -129,6 +136,8 @@ def validate(config):
        "noisy ones: it needs --bn"),
       (config.noise_mean >= 0, "--noise_mean must be >= 0"),
       (config.noise_std >= 1, "--noise_std must be >= 1"),
+      (min(config.noise_mean_jitter, config.noise_std_jitter) >= 0,
+       "--noise_mean_jitter and --noise_std_jitter must be >= 0"),
       (config.steps_per_loop > 0, "--steps_per_loop must be positive"),
       (config.num_cpu_devices > 0, "--num_cpu_devices must be positive"),
       (min(config.max_train_examples, config.max_test_examples) >= 0,

@@ -245,6 +245,8 @@ class Trainer:
         [v.value for v in probe.non_trainable_variables],
         self._histogram_batch, training=True)
     self.logger.histograms(epoch, outputs)
+    self.run_dir.append_activations(run_dir_lib.activation_rows(
+        epoch, {name: value.numpy() for name, value in outputs.items()}))
 
   def _progress(self, epoch):
     mode = self.config.progress

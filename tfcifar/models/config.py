@@ -18,8 +18,10 @@ class ModelConfig:
     name: registered model name (see `tfcifar.models.MODELS`).
     bn: BatchNorm between every conv/hidden dense layer and its ReLU.
     noise: make every BatchNorm a `NoisyBatchNormalization` (needs bn).
-    noise_mean: noisy BN channel means are U(-noise_mean, noise_mean).
-    noise_std: noisy BN channel std devs are U(1, noise_std).
+    noise_mean: n_mu of noisy BN: channel shifts mu_j ~ U(-n_mu, n_mu).
+    noise_std: n_sigma of noisy BN: channel scales sigma_j ~ U(1, n_sigma).
+    noise_mean_jitter: r_mu: per-activation shifts U(mu_j - r_mu, mu_j + r_mu).
+    noise_std_jitter: r_sigma: per-activation scales N(sigma_j, r_sigma^2).
     width_multiplier: scales every conv/hidden dense width (at least 1 unit).
     vgg_stages: vgg11/vgg13/vgg16/vgg19 or a spec like "64,64,M,128,M".
     dense_units: widths of the hidden dense layers (before scaling).
@@ -34,6 +36,8 @@ class ModelConfig:
   noise: bool = False
   noise_mean: float = noisy_batchnorm.DEFAULT_NOISE_MEAN
   noise_std: float = noisy_batchnorm.DEFAULT_NOISE_STD
+  noise_mean_jitter: float = noisy_batchnorm.DEFAULT_NOISE_MEAN_JITTER
+  noise_std_jitter: float = noisy_batchnorm.DEFAULT_NOISE_STD_JITTER
   width_multiplier: float = 1.0
   vgg_stages: str = "vgg16"
   dense_units: tuple = (512, 512)
@@ -57,6 +61,10 @@ def _problems(cfg):
     yield f"--noise_mean must be >= 0, got {cfg.noise_mean}"
   if cfg.noise_std < 1:
     yield f"--noise_std must be >= 1, got {cfg.noise_std}"
+  if cfg.noise_mean_jitter < 0:
+    yield f"--noise_mean_jitter must be >= 0, got {cfg.noise_mean_jitter}"
+  if cfg.noise_std_jitter < 0:
+    yield f"--noise_std_jitter must be >= 0, got {cfg.noise_std_jitter}"
   if not cfg.width_multiplier > 0:
     yield f"--width_multiplier must be > 0, got {cfg.width_multiplier}"
   if cfg.weight_decay < 0:

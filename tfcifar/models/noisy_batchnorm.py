@@ -1,26 +1,30 @@
 """Noisy BatchNorm (Santurkar et al. 2018, "How does batch normalization help
-optimization?", Section 2.1 and Figure 2).
+optimization?", Section 2.1, Figure 2, and Appendix A.2.1, Algorithm 1).
 
-BatchNorm followed, in training only, by additive noise whose distribution
-changes at every step, so that the inputs of the next layer drift much more
-than without BatchNorm ("internal covariate shift" made worse on purpose):
+BatchNorm followed, in training only, by a per-step, per-channel random *shift
+and scale* with a small per-activation jitter, so that the distribution of
+every layer's inputs changes at every step ("internal covariate shift" made
+worse on purpose). With a = BN(x) the batch-normalised activation, j the unit
+(channel) and i the sample (height and width count as part of the batch for
+convolutions), at every training step Algorithm 1 draws
 
-  y = BN(x)                                          (training: batch stats)
-  at step t, for each channel c:
-    m[t, c] ~ U(-noise_mean, noise_mean)
-    s[t, c] ~ U(1, noise_std)
-  out[b, ..., c] = y[b, ..., c] + n[b, ..., c],  n ~ N(m[t, c], s[t, c]^2)
-                   i.i.d. over every sample b and every position of channel c.
+  mu_j    ~ U(-n_mu, n_mu)                 sigma_j ~ U(1, n_sigma)
+                                           (per channel, new each step)
+  m_ij    ~ U(mu_j - r_mu, mu_j + r_mu)    s_ij    ~ N(sigma_j, r_sigma^2)
+                                           (per activation)
+  a_ij   <- s_ij * a_ij + m_ij
 
-At inference the layer is exactly `keras.layers.BatchNormalization`.
+with the paper's n_mu = 0.5, n_sigma = 1.25, r_mu = r_sigma = 0.1 (r_sigma is
+the standard deviation of s). At inference the layer is exactly
+`keras.layers.BatchNormalization`.
 
 The maths is `add_channel_noise`, a pure function of tensors and stateless
 seeds; the layer holds the BatchNorm weights and a `keras.random.SeedGenerator`
 that advances once per training call (inside `tf.function`/XLA too, as
-ordinary variable state, or through `stateless_call`). Under
-`tf.distribute` the per-step channel moments (m, s) are the same on every
-replica while the per-activation draws differ between replicas, so the noise
-is i.i.d. over the global batch.
+ordinary variable state, or through `stateless_call`). Under `tf.distribute`
+the step's channel moments (mu, sigma) are the same on every replica while the
+per-activation draws (m, s) differ between replicas, so the noise is what one
+device would draw for the global batch.
 """
 
 import random
@@ -31,12 +35,13 @@ from keras import ops
 
 from tfcifar.models import batchnorm
 
-# The paper's Figure 2 values, n_mu = 0.5 and n_sigma = 1.25. Each step moves
-# every channel's mean to m in [-0.5, 0.5] (a jump of 0.41 BN units rms from
-# one step to the next) and raises its variance from 1 to 1 + s^2 in
-# [2, 2.56], where plain BatchNorm keeps them at exactly beta and gamma^2.
+# Algorithm 1's constants (Appendix A.2.1): n_mu, n_sigma (the ranges of the
+# per-step channel shift and scale) and r_mu, r_sigma (the per-activation
+# jitter: half-width of m's uniform range, standard deviation of s).
 DEFAULT_NOISE_MEAN = 0.5
 DEFAULT_NOISE_STD = 1.25
+DEFAULT_NOISE_MEAN_JITTER = 0.1
+DEFAULT_NOISE_STD_JITTER = 0.1
 
 _INT32_MAX = 2**31 - 1
 
@@ -51,53 +56,66 @@ def _as_int32_seed(seed):
 
 
 def sample_channel_moments(num_channels, seed, noise_mean, noise_std):
-  """The step's moments: m ~ U(-noise_mean, noise_mean), s ~ U(1, noise_std).
+  """The step's channel moments: mu ~ U(-n_mu, n_mu), sigma ~ U(1, n_sigma).
 
   Args:
     num_channels: C.
     seed: a stateless seed, int tensor of shape [2].
-    noise_mean: half-width of the uniform range of the channel means (>= 0).
-    noise_std: upper end of the uniform range of the channel std devs (>= 1).
+    noise_mean: n_mu, half-width of the uniform range of the shifts (>= 0).
+    noise_std: n_sigma, upper end of the uniform range of the scales (>= 1).
 
   Returns:
-    (m, s), two float32 tensors of shape [C].
+    (mu, sigma), two float32 tensors of shape [C].
   """
   u = tf.random.stateless_uniform((2, num_channels), seed=_as_int32_seed(seed),
                                   dtype=tf.float32)
-  m = noise_mean * (2.0 * u[0] - 1.0)
-  s = 1.0 + (noise_std - 1.0) * u[1]
-  return m, s
+  mu = noise_mean * (2.0 * u[0] - 1.0)
+  sigma = 1.0 + (noise_std - 1.0) * u[1]
+  return mu, sigma
 
 
 def add_channel_noise(x, channel_seed, sample_seed, noise_mean, noise_std,
-                      axis=-1):
-  """x + N(m[c], s[c]^2) i.i.d. per element, with (m, s) drawn per channel.
+                      noise_mean_jitter=DEFAULT_NOISE_MEAN_JITTER,
+                      noise_std_jitter=DEFAULT_NOISE_STD_JITTER, axis=-1):
+  """Algorithm 1 of Santurkar et al. 2018: s * x + m, per activation.
 
-  Pure: the same seeds give the same result.
+  With (mu, sigma) = `sample_channel_moments(...)` of the step,
+  m ~ U(mu - r_mu, mu + r_mu) and s ~ N(sigma, r_sigma^2), drawn independently
+  for every element of x. Pure: the same seeds give the same result.
 
   Args:
-    x: activations, channel axis `axis` (float16 or float32).
-    channel_seed: [2] int seed of the step's per-channel moments (m, s); the
-      same on every replica.
-    sample_seed: [2] int seed of the per-element normal draws.
-    noise_mean: the m[c] are U(-noise_mean, noise_mean).
-    noise_std: the s[c] are U(1, noise_std).
+    x: batch-normalised activations, channel axis `axis` (float16/32).
+    channel_seed: [2] int seed of the step's per-channel (mu, sigma); the same
+      on every replica.
+    sample_seed: [2] int seed of the per-activation (m, s).
+    noise_mean: n_mu; mu ~ U(-n_mu, n_mu).
+    noise_std: n_sigma; sigma ~ U(1, n_sigma).
+    noise_mean_jitter: r_mu; m ~ U(mu - r_mu, mu + r_mu).
+    noise_std_jitter: r_sigma; s ~ N(sigma, r_sigma^2).
     axis: the channel axis of x.
 
   Returns:
-    x plus the noise, in x's dtype (the noise is computed in float32).
+    s * x + m in x's dtype (computed in float32).
   """
   rank = len(x.shape)
   axis = axis % rank
   num_channels = x.shape[axis]
-  m, s = sample_channel_moments(num_channels, channel_seed, noise_mean,
-                                noise_std)
+  mu, sigma = sample_channel_moments(num_channels, channel_seed, noise_mean,
+                                     noise_std)
   channel_shape = [1] * rank
   channel_shape[axis] = num_channels
-  z = tf.random.stateless_normal(tf.shape(x), seed=_as_int32_seed(sample_seed),
+  mu = ops.reshape(mu, channel_shape)
+  sigma = ops.reshape(sigma, channel_shape)
+  seed = _as_int32_seed(sample_seed)
+  shift_seed, scale_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 2))
+  u = tf.random.stateless_uniform(tf.shape(x), seed=shift_seed,
+                                  dtype=tf.float32)
+  z = tf.random.stateless_normal(tf.shape(x), seed=scale_seed,
                                  dtype=tf.float32)
-  noise = ops.reshape(m, channel_shape) + ops.reshape(s, channel_shape) * z
-  return ops.cast(ops.cast(x, "float32") + noise, x.dtype)
+  m = mu + noise_mean_jitter * (2.0 * u - 1.0)
+  s = sigma + noise_std_jitter * z
+  return ops.cast(s * ops.cast(x, "float32") + m, x.dtype)
 
 
 def replica_id():
@@ -121,22 +139,23 @@ def step_seeds(step_seed):
 
 @keras.saving.register_keras_serializable(package="tfcifar")
 class NoisyBatchNormalization(batchnorm.BatchNormalization):
-  """BatchNorm, then (training only) noise that changes at every step.
+  """BatchNorm, then (training only) Algorithm 1's per-step shift and scale.
 
-  Formula (Santurkar et al. 2018, Sec. 2.1): with y = BatchNorm(x), at step t
-  draw for each channel c
-
-    m[t, c] ~ U(-noise_mean, noise_mean),   s[t, c] ~ U(1, noise_std),
-
-  and output y + n with n ~ N(m[t, c], s[t, c]^2) i.i.d. over every sample and
-  every spatial position of channel c. Defaults noise_mean=0.5,
-  noise_std=1.25 (the paper's n_mu, n_sigma). At inference (training=False)
-  the output is exactly BatchNorm's.
+  With a = BatchNorm(x) (batch statistics), at every training step draw per
+  channel j mu_j ~ U(-noise_mean, noise_mean), sigma_j ~ U(1, noise_std), and
+  per activation m_ij ~ U(mu_j - noise_mean_jitter, mu_j + noise_mean_jitter),
+  s_ij ~ N(sigma_j, noise_std_jitter^2); output s_ij * a_ij + m_ij (Santurkar
+  et al. 2018, Appendix A.2.1, Algorithm 1; defaults are the paper's n_mu=0.5,
+  n_sigma=1.25, r_mu=r_sigma=0.1). At inference (training=False) the output is
+  exactly BatchNorm's.
 
   Args:
-    noise_mean: half-width of the range of the per-channel noise means (>= 0).
-    noise_std: upper end of the range of the per-channel noise standard
-      deviations (>= 1).
+    noise_mean: n_mu, half-width of the range of the channel shifts (>= 0).
+    noise_std: n_sigma, upper end of the range of the channel scales (>= 1).
+    noise_mean_jitter: r_mu, half-width of the per-activation shift's range
+      around mu_j (>= 0).
+    noise_std_jitter: r_sigma, standard deviation of the per-activation scale
+      around sigma_j (>= 0).
     seed: int seed of the noise stream; None draws one from Python's `random`
       (so `keras.utils.set_random_seed` makes it reproducible) and records it
       in the config.
@@ -146,14 +165,20 @@ class NoisyBatchNormalization(batchnorm.BatchNormalization):
   """
 
   def __init__(self, noise_mean=DEFAULT_NOISE_MEAN,
-               noise_std=DEFAULT_NOISE_STD, seed=None, **kwargs):
+               noise_std=DEFAULT_NOISE_STD,
+               noise_mean_jitter=DEFAULT_NOISE_MEAN_JITTER,
+               noise_std_jitter=DEFAULT_NOISE_STD_JITTER, seed=None, **kwargs):
     super().__init__(**kwargs)
-    if noise_mean < 0:
-      raise ValueError(f"noise_mean must be >= 0, got {noise_mean}")
-    if noise_std < 1:
-      raise ValueError(f"noise_std must be >= 1, got {noise_std}")
+    for name, value, low in (("noise_mean", noise_mean, 0.0),
+                             ("noise_std", noise_std, 1.0),
+                             ("noise_mean_jitter", noise_mean_jitter, 0.0),
+                             ("noise_std_jitter", noise_std_jitter, 0.0)):
+      if not value >= low:
+        raise ValueError(f"{name} must be >= {low:g}, got {value}")
     self.noise_mean = float(noise_mean)
     self.noise_std = float(noise_std)
+    self.noise_mean_jitter = float(noise_mean_jitter)
+    self.noise_std_jitter = float(noise_std_jitter)
     self.seed = int(seed) if seed is not None else random.randint(1, 10**9)
     self.seed_generator = keras.random.SeedGenerator(self.seed)
 
@@ -163,11 +188,15 @@ class NoisyBatchNormalization(batchnorm.BatchNormalization):
       return outputs
     channel_seed, sample_seed = step_seeds(self.seed_generator.next())
     return add_channel_noise(outputs, channel_seed, sample_seed,
-                             self.noise_mean, self.noise_std, axis=self.axis)
+                             self.noise_mean, self.noise_std,
+                             self.noise_mean_jitter, self.noise_std_jitter,
+                             axis=self.axis)
 
   def get_config(self):
     return {**super().get_config(), "noise_mean": self.noise_mean,
-            "noise_std": self.noise_std, "seed": self.seed}
+            "noise_std": self.noise_std,
+            "noise_mean_jitter": self.noise_mean_jitter,
+            "noise_std_jitter": self.noise_std_jitter, "seed": self.seed}
 
   # The noise stream's position is saved with the weights (.keras and
   # .weights.h5) so that a restored model continues the same noise sequence.

@@ -101,7 +101,9 @@ def normalization(cfg, name):
   """BatchNorm or noisy BatchNorm for a `bn` config."""
   if cfg.noise:
     return noisy_batchnorm.NoisyBatchNormalization(
-        noise_mean=cfg.noise_mean, noise_std=cfg.noise_std, name=name)
+        noise_mean=cfg.noise_mean, noise_std=cfg.noise_std,
+        noise_mean_jitter=cfg.noise_mean_jitter,
+        noise_std_jitter=cfg.noise_std_jitter, name=name)
   return batchnorm.BatchNormalization(name=name)
 
 
