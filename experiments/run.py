@@ -5,13 +5,16 @@ r"""Runs the studies: each run of a study as a `python -m tfcifar.train` child.
       --trainer_flags="--mixed_precision"
   python experiments/run.py --study=all --smoke --runs_dir=/tmp/smoke   # CPU
   python experiments/run.py --study=label_corruption --dry_run
+  python experiments/run.py --study=bn_noise,augmentation --seeds=0,1,2
+  python experiments/run.py --flagfile=flags/cpu_scale.cfg --runs_dir=DIR
 
 Each run is
   python -m tfcifar.train --flagfile=flags/<family>.cfg <swept flags>
       [smoke flags] [--data_dir] [--trainer_flags]
-      --model_dir=<runs_dir>/<study>/<run>
+      [--seed=K] --model_dir=<runs_dir>/<study>/<run>[/seed<K>]
 started in the repository root (absl opens nested flagfiles relative to the
-current directory), with its output in <runs_dir>/<study>/<run>.log.
+current directory), with its output in <model_dir>.log. With --seeds, every
+grid point runs once per seed, each in its own seed<K> directory.
 
 The sweep can be stopped (Ctrl-C, SIGTERM) and restarted at any time with the
 same command: finished and diverged runs (status.json) are skipped, stopped
@@ -61,11 +64,14 @@ def trainer_command(trainer=""):
                                               "tfcifar.train"]
 
 
-def run_dir(runs_dir, run):
-  return os.path.join(runs_dir, run.study, run.name)
+def run_dir(runs_dir, run, seed=None):
+  """<runs_dir>/<study>/<run>, or .../<run>/seed<K> for a run of --seeds."""
+  path = os.path.join(runs_dir, run.study, run.name)
+  return path if seed is None else os.path.join(path, f"seed{seed}")
 
 
-def run_args(study, run, runs_dir, smoke=False, data_dir="", extra=()):
+def run_args(study, run, runs_dir, smoke=False, data_dir="", extra=(),
+             seed=None):
   """The trainer flags of `run` (without the trainer command itself)."""
   args = [f"--flagfile={study.flagfile}", *run.flags]
   if smoke:
@@ -73,7 +79,9 @@ def run_args(study, run, runs_dir, smoke=False, data_dir="", extra=()):
   if data_dir:
     args.append(f"--data_dir={data_dir}")
   args += list(extra)
-  args.append(f"--model_dir={run_dir(runs_dir, run)}")
+  if seed is not None:
+    args.append(f"--seed={seed}")
+  args.append(f"--model_dir={run_dir(runs_dir, run, seed)}")
   return args
 
 
@@ -132,6 +140,7 @@ def is_done(status, epochs):
 class Job:
   """One run of the sweep and what became of it."""
   run: studies_lib.Run
+  key: str                    # <study>/<run>[/seed<K>]
   model_dir: str
   command: list
   log_path: str
@@ -146,21 +155,27 @@ class Job:
 
 
 def make_jobs(study_names, runs_dir, smoke=False, data_dir="", trainer="",
-              trainer_flags="", patterns=()):
-  """The jobs of the selected studies and runs, in study order."""
+              trainer_flags="", patterns=(), seeds=()):
+  """The jobs of the selected studies and runs, in study order; with
+  `seeds`, one job per run and seed (seed-major within a study, so that a
+  stopped sweep has whole seeds done)."""
   extra = shlex.split(trainer_flags)
   jobs = []
   for study in study_names:
-    for run in study.runs:
-      if patterns and not any(fnmatch.fnmatch(run.key, p) for p in patterns):
-        continue
-      args = run_args(study, run, runs_dir, smoke, data_dir, extra)
-      epochs = flag_value(expand_flagfiles(args, REPO_ROOT), "epochs")
-      jobs.append(Job(
-          run=run, model_dir=run_dir(runs_dir, run),
-          command=trainer_command(trainer) + args,
-          log_path=run_dir(runs_dir, run) + ".log",
-          epochs=int(epochs) if epochs is not None else None))
+    for seed in (list(seeds) or [None]):
+      for run in study.runs:
+        if patterns and not any(fnmatch.fnmatch(run.key, p)
+                                for p in patterns):
+          continue
+        args = run_args(study, run, runs_dir, smoke, data_dir, extra, seed)
+        epochs = flag_value(expand_flagfiles(args, REPO_ROOT), "epochs")
+        model_dir = run_dir(runs_dir, run, seed)
+        jobs.append(Job(
+            run=run, model_dir=model_dir,
+            key=run.key if seed is None else f"{run.key}/seed{seed}",
+            command=trainer_command(trainer) + args,
+            log_path=model_dir + ".log",
+            epochs=int(epochs) if epochs is not None else None))
   if patterns and not jobs:
     raise cli.UsageError(f"--runs={','.join(patterns)} matches no run of "
                          f"{', '.join(s.name for s in study_names)}")
@@ -226,7 +241,7 @@ class Sweep:
   def _start(self, job, index, total):
     os.makedirs(os.path.dirname(job.log_path), exist_ok=True)
     resumed = " (resuming)" if read_status(job.model_dir) else ""
-    self.log(f"[{index}/{total}] {job.run.key}: started{resumed}, log in "
+    self.log(f"[{index}/{total}] {job.key}: started{resumed}, log in "
              f"{job.log_path}")
     log_file = open(job.log_path, "a")
     log_file.write(f"$ cd {REPO_ROOT} && {shlex.join(job.command)}\n")
@@ -258,7 +273,7 @@ class Sweep:
     else:
       job.result = "failed"
       job.note = f"exit {code}: {_last_error(job.last_lines)}"
-    self.log(f"{job.run.key}: {job.result} after {minutes:.1f} min "
+    self.log(f"{job.key}: {job.result} after {minutes:.1f} min "
              f"({_describe(status)}){' ' + job.note if job.note else ''}")
 
 
@@ -305,7 +320,7 @@ def _describe(status):
 
 def summary_lines(jobs):
   """One line per run: key, result (as on disk for skipped runs), numbers."""
-  width = max([len(j.run.key) for j in jobs] + [3])
+  width = max([len(j.key) for j in jobs] + [3])
   lines = []
   for job in jobs:
     status = read_status(job.model_dir)
@@ -313,7 +328,7 @@ def summary_lines(jobs):
     if result == "skipped":
       result = f"{status.get('status', '?')} (earlier)"
     note = f"  {job.note}" if job.note else ""
-    lines.append(f"{job.run.key:<{width}}  {result:<18} {_describe(status)}"
+    lines.append(f"{job.key:<{width}}  {result:<18} {_describe(status)}"
                  f"{note}")
   return lines
 
@@ -336,7 +351,7 @@ def dry_run_lines(jobs):
     state = "done" if done else ("resume" if status else "new")
     if not done:
       epochs += max(0, (job.epochs or 0) - int(status.get("epoch", 0)))
-    lines.append(f"{job.run.key} [{state}]: {shlex.join(job.command)}")
+    lines.append(f"{job.key} [{state}]: {shlex.join(job.command)}")
   lines.append(f"{len(jobs)} runs, {sum(1 for l in lines if '[done]' in l)} "
                f"done, {epochs} epochs to train")
   return lines
@@ -348,9 +363,16 @@ def dry_run_lines(jobs):
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.study is None:
-    raise cli.UsageError(f"--study is required: one of "
-                         f"{', '.join(sorted(studies_lib.STUDIES))} or all")
+  if not FLAGS.study:
+    raise cli.UsageError(f"--study is required: one or more of "
+                         f"{', '.join(sorted(studies_lib.STUDIES))}, or all")
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError:
+    raise cli.UsageError(f"--seeds={','.join(FLAGS.seeds)}: expected "
+                         "integers such as 0,1,2") from None
+  if len(set(seeds)) != len(seeds):
+    raise cli.UsageError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed")
   if FLAGS.parallel < 1:
     raise cli.UsageError(f"--parallel must be >= 1, got {FLAGS.parallel}")
   runs_dir = os.path.abspath(FLAGS.runs_dir)
@@ -364,8 +386,11 @@ def main(argv):
   if any(f.startswith("--model_dir") for f in trainer_flags):
     raise cli.UsageError("--trainer_flags must not set --model_dir (the runner "
                          "sets it per run)")
-  jobs = make_jobs(studies_lib.get(FLAGS.study), runs_dir, FLAGS.smoke,
-                   data_dir, FLAGS.trainer, FLAGS.trainer_flags, FLAGS.runs)
+  if seeds and any(f.startswith("--seed=") for f in trainer_flags):
+    raise cli.UsageError("--trainer_flags must not set --seed with --seeds")
+  jobs = make_jobs(studies_lib.select(FLAGS.study), runs_dir, FLAGS.smoke,
+                   data_dir, FLAGS.trainer, FLAGS.trainer_flags, FLAGS.runs,
+                   seeds)
   if FLAGS.dry_run:
     print("\n".join(dry_run_lines(jobs)))
     return EXIT_OK
@@ -380,8 +405,11 @@ def main(argv):
 def define_flags():
   """Defines the flags (only when run as a script: tests import this module
   next to the trainer, whose flags share names)."""
-  flags.DEFINE_enum("study", None, sorted(studies_lib.STUDIES) + ["all"],
-                    "The study to run, or all.")
+  flags.DEFINE_list("study", [], "The studies to run (comma-separated: "
+                    f"{', '.join(studies_lib.STUDIES)}), or all.")
+  flags.DEFINE_list("seeds", [], "Run every grid point once per seed, in "
+                    "<run>/seed<K> (e.g. 0,1,2); default: once, with the "
+                    "flagfile's --seed, in <run>.")
   flags.DEFINE_string("runs_dir", "runs",
                       "Runs go to <runs_dir>/<study>/<run>.")
   flags.DEFINE_string("data_dir", "", "Passed to the trainer as --data_dir "

@@ -162,6 +162,17 @@ def get(name):
   return [STUDIES[name]]
 
 
+def select(names):
+  """The studies named in `names` (or `all`), in study order, each once."""
+  unknown = [n for n in names if n != "all" and n not in STUDIES]
+  if unknown:
+    from experiments import cli  # pylint: disable=g-import-not-at-top
+    raise cli.UsageError(f"--study={','.join(unknown)}: unknown; expected "
+                         f"{', '.join(STUDIES)} or all")
+  wanted = set(STUDIES) if "all" in names else set(names)
+  return [s for s in _STUDIES if s.name in wanted]
+
+
 def all_runs():
   return {run.key: run for study in _STUDIES for run in study.runs}
 

@@ -266,10 +266,10 @@ def test_summary_figures_and_reference_lines_of_the_fixture():
 
 def test_summary_table_has_final_and_best_numbers():
   table = plot.summary_table(plot.load_runs(FIXTURE_RUNS))
-  assert ("| BN, lr=0.05 | finished | 3 | 0.9000 | 68.00 | 50.00 | 52.00 (2) |"
-          in table)
-  assert ("| no BN, lr=0.5 | diverged (epoch 2) | 1 | 2.2500 | 12.00 | 10.00 "
-          "| 10.00 (1) |" in table)
+  assert ("| BN, lr=0.05 | finished | 1 | 3 | 0.9000 | 68.00 | 50.00 | "
+          "52.00 (2) |" in table)
+  assert ("| no BN, lr=0.5 | diverged (epoch 2) | 1 | 1 | 2.2500 | 12.00 | "
+          "10.00 | 10.00 (1) |" in table)
   assert "## Random labels (`label_corruption`)" in table
   assert "bn_noise" not in table
 
