@@ -348,3 +348,117 @@ def test_smoke_sweep_with_real_trainer(tmp_path, sample_data_dir):
       [f"{s}.png" for s in studies.STUDIES] +
       ["summary_train_accuracy.png", "summary_test_accuracy.png",
        "summary.md"])
+
+
+# --- seeds -------------------------------------------------------------------
+
+
+def test_seeds_run_every_grid_point_once_per_seed_and_plot_their_mean(
+    tmp_path):
+  result = run_sweep("--study=augmentation,bn_noise", "--seeds=0,1,2",
+                     f"--runs_dir={tmp_path}", f"--trainer={FAKE_TRAINER}",
+                     "--trainer_flags=--epochs=2", "--runs=*/aug,*/bn")
+  assert result.returncode == 0, result.stderr
+  for key in ("augmentation/aug", "bn_noise/bn"):
+    for seed in (0, 1, 2):
+      model_dir = tmp_path / key / f"seed{seed}"
+      assert invocations(model_dir) == ["start 0", "finished"]
+      with open(f"{model_dir}.log") as f:
+        command = f.readline()
+      assert f"--seed={seed} --model_dir={model_dir}" in command
+  assert not (tmp_path / "augmentation" / "noaug").exists()
+  # The fake trainer's train loss is 2.3 / (1 + lr * epoch) + 0.01 * seed:
+  # over seeds 0, 1, 2 the mean adds 0.01 and the (population) std is
+  # 0.01 * sqrt(2/3).
+  runs = plot.load_runs(str(tmp_path))
+  aug = runs["augmentation/aug"]
+  assert len(aug.seeds) == 3 and aug.state == "finished"
+  epochs, losses = aug.series("train_loss")
+  assert epochs == [1, 2]
+  np.testing.assert_allclose(losses, [2.3 / 1.05 + 0.01, 2.3 / 1.1 + 0.01])
+  np.testing.assert_allclose(aug.band("train_loss")[1],
+                             [0.01 * np.sqrt(2 / 3)] * 2, rtol=1e-6)
+  fig = plot.study_figure(studies.STUDIES["augmentation"], runs)
+  (line,) = fig.axes[0].get_lines()
+  assert line.get_label() == "crop + flip (3 seeds)"
+  (band,) = fig.axes[0].collections  # the +-1 std band
+  low = band.get_paths()[0].vertices[:, 1].min()
+  assert low == pytest.approx(2.3 / 1.1 + 0.01 - 0.01 * np.sqrt(2 / 3))
+  table = plot.summary_table(runs)
+  std = f"{0.01 * np.sqrt(2 / 3):.4f}"
+  assert f"| crop + flip | finished | 3 | 2 | {2.3 / 1.1 + 0.01:.4f} ± {std} |" in (
+      table)
+  # Restarted with more seeds: the done ones are skipped.
+  again = run_sweep("--study=augmentation", "--seeds=0,1,2,3",
+                    f"--runs_dir={tmp_path}", f"--trainer={FAKE_TRAINER}",
+                    "--trainer_flags=--epochs=2", "--runs=*/aug")
+  assert again.returncode == 0
+  assert invocations(tmp_path / "augmentation/aug/seed0") == ["start 0",
+                                                              "finished"]
+  assert invocations(tmp_path / "augmentation/aug/seed3") == ["start 0",
+                                                              "finished"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--study=bn_lr", "--seeds=0,x"), "--seeds"),
+    (("--study=bn_lr", "--seeds=1,1"), "repeats"),
+    (("--study=bn_lr,nope",), "--study=nope"),
+    (("--study=bn_lr", "--seeds=0", "--trainer_flags=--seed=3"), "--seed"),
+])
+def test_bad_seed_and_study_flags_are_one_line(tmp_path, args, message):
+  result = run_sweep(*args, f"--runs_dir={tmp_path}", "--dry_run")
+  assert result.returncode == 2
+  assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_cpu_scale_profile_selects_every_study_and_the_p_grid(tmp_path):
+  result = run_sweep("--flagfile=flags/cpu_scale.cfg", "--seeds=0",
+                     f"--runs_dir={tmp_path}", "--dry_run", cwd=REPO_ROOT)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().split("\n")
+  keys = [line.split(" [")[0] for line in lines[:-1]]
+  assert len(keys) == 8 + 3 + 2 + 6 + 3
+  assert [k for k in keys if k.startswith("label_corruption")] == [
+      f"label_corruption/labels-p{p}/seed0"
+      for p in ("0.0", "0.1", "0.2", "0.5", "0.8", "1.0")]
+  assert all("--max_train_examples=3000" in line and "--seed=0" in line
+             for line in lines[:-1])
+
+
+# --- activations (--histograms) ----------------------------------------------
+
+
+def test_activation_rows_by_hand():
+  from tfcifar import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  (row,) = run_dir_lib.activation_rows(3, {"conv2_1": np.arange(101.0)})
+  # 0, 1, ..., 100: the q-th percentile is q; the std of 101 consecutive
+  # integers is sqrt((101^2 - 1) / 12).
+  assert row["epoch"] == 3 and row["layer"] == "conv2_1"
+  assert [row[f"p{q}"] for q in (1, 5, 25, 50, 75, 95, 99)] == [
+      1, 5, 25, 50, 75, 95, 99]
+  assert row["mean"] == 50 and row["std"] == pytest.approx(
+      np.sqrt((101**2 - 1) / 12))
+
+
+def test_activation_figure_draws_the_percentile_bands(tmp_path):
+  from tfcifar import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  for run, scale in (("bn", 1.0), ("bn-noise", 3.0), ("nobn", 2.0)):
+    rd = run_dir_lib.RunDir(str(tmp_path / "bn_noise" / run))
+    os.makedirs(rd.path)
+    rd.append_metrics({"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5,
+                       "test_loss": 1.0, "test_accuracy": 0.5, "lr": 0.05,
+                       "seconds": 1.0})
+    for epoch in (1, 2):
+      rd.append_activations(run_dir_lib.activation_rows(
+          epoch, {layer: scale * epoch * np.linspace(-1, 1, 101)
+                  for layer in ("conv1_1", "conv2_1", "conv5_1", "fc1")}))
+  fig = plot.activations_figure(plot.load_runs(str(tmp_path)))
+  titles = [ax.get_title() for ax in fig.axes]
+  assert titles == ["BN: conv2_1", "BN + noise: conv2_1", "no BN: conv2_1",
+                    "BN: conv5_1", "BN + noise: conv5_1", "no BN: conv5_1"]
+  noisy = fig.axes[1]
+  (median,) = noisy.get_lines()
+  np.testing.assert_allclose(median.get_xydata(), [[1, 0], [2, 0]], atol=1e-9)
+  outer = noisy.collections[0].get_paths()[0].vertices[:, 1]
+  # linspace(-1, 1, 101): the 95th percentile is 0.9; x3 (noise), x epoch 2.
+  assert outer.max() == pytest.approx(3.0 * 2 * 0.9)

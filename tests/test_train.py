@@ -105,6 +105,14 @@ def test_loss_falls_and_run_dir_describes_itself(tmp_path, sample_data_dir):
   assert {"loss", "accuracy", "learning_rate", "images_per_sec",
           "train_images"} <= tags
   assert any(t.startswith("post_bn/") for t in tags)
+  # ... and their percentiles per epoch and layer in activations.csv.
+  activations = run_dir_lib.RunDir(str(model_dir)).read_activations()
+  layers = list(models.post_bn_activations_model(loaded).output)
+  assert [(r["epoch"], r["layer"]) for r in activations] == [
+      (epoch, layer) for epoch in (1, 2, 3, 4) for layer in layers]
+  for r in activations:
+    bands = [r[f"p{q}"] for q in run_dir_lib.ACTIVATION_PERCENTILES]
+    assert bands == sorted(bands) and r["std"] > 0
   assert {"loss", "accuracy"} <= _event_tags(model_dir / "test")
 
 
