@@ -7,6 +7,7 @@ r"""Runs the studies: each run of a study as a `python -m tfcifar.train` child.
   python experiments/run.py --study=label_corruption --dry_run
   python experiments/run.py --study=bn_noise,augmentation --seeds=0,1,2
   python experiments/run.py --flagfile=flags/cpu_scale.cfg --runs_dir=DIR
+  python experiments/run.py --study=all --seeds=0,1,2 --shard=2/4   # machine 2 of 4
 
 Each run is
   python -m tfcifar.train --flagfile=flags/<family>.cfg <swept flags>
@@ -152,6 +153,24 @@ class Job:
   last_lines: collections.deque = dataclasses.field(
       default_factory=lambda: collections.deque(maxlen=20))
   reader: threading.Thread = None
+
+
+def parse_shard(text):
+  """'I/N' (1 <= I <= N) -> (I, N); '' -> (1, 1); UsageError otherwise."""
+  if not text:
+    return 1, 1
+  index, _, count = text.partition("/")
+  if not (index.isdigit() and count.isdigit() and
+          1 <= int(index) <= int(count)):
+    raise cli.UsageError(f"--shard={text}: expected I/N with 1 <= I <= N, "
+                         "e.g. 1/4")
+  return int(index), int(count)
+
+
+def shard(jobs, index, count):
+  """Every `count`-th job starting with the `index`-th (1-based): N machines
+  with --shard=1/N ... N/N run each job of a sweep exactly once."""
+  return jobs[index - 1::count]
 
 
 def make_jobs(study_names, runs_dir, smoke=False, data_dir="", trainer="",
@@ -388,9 +407,11 @@ def main(argv):
                          "sets it per run)")
   if seeds and any(f.startswith("--seed=") for f in trainer_flags):
     raise cli.UsageError("--trainer_flags must not set --seed with --seeds")
-  jobs = make_jobs(studies_lib.select(FLAGS.study), runs_dir, FLAGS.smoke,
-                   data_dir, FLAGS.trainer, FLAGS.trainer_flags, FLAGS.runs,
-                   seeds)
+  shard_index, shard_count = parse_shard(FLAGS.shard)
+  jobs = shard(make_jobs(studies_lib.select(FLAGS.study), runs_dir,
+                         FLAGS.smoke, data_dir, FLAGS.trainer,
+                         FLAGS.trainer_flags, FLAGS.runs, seeds),
+               shard_index, shard_count)
   if FLAGS.dry_run:
     print("\n".join(dry_run_lines(jobs)))
     return EXIT_OK
@@ -417,7 +438,13 @@ def define_flags():
                       "converted data is there, else the bundled sample).")
   flags.DEFINE_boolean("smoke", False, "Tiny scale (a small VGG, a few hundred "
                        "images, 2 epochs): every study on a CPU in minutes.")
-  flags.DEFINE_integer("parallel", 1, "Runs trained at the same time.")
+  flags.DEFINE_integer("parallel", 1, "Runs trained at the same time (they "
+                       "share the GPU: each process allocates GPU memory as "
+                       "it needs it, TF_FORCE_GPU_ALLOW_GROWTH).")
+  flags.DEFINE_string("shard", "", "I/N: run only every N-th run of the "
+                      "sweep, starting with the I-th (1-based), so that N "
+                      "machines sharing --runs_dir (or merging it later) "
+                      "split one sweep.")
   flags.DEFINE_boolean("dry_run", False, "Print the runs and their commands, "
                        "run nothing.")
   flags.DEFINE_list("runs", [], "Only the runs whose <study>/<run> matches one "

@@ -462,3 +462,20 @@ def test_activation_figure_draws_the_percentile_bands(tmp_path):
   outer = noisy.collections[0].get_paths()[0].vertices[:, 1]
   # linspace(-1, 1, 101): the 95th percentile is 0.9; x3 (noise), x epoch 2.
   assert outer.max() == pytest.approx(3.0 * 2 * 0.9)
+
+
+def test_shards_split_a_sweep_into_disjoint_parts(tmp_path):
+  keys = []
+  for index in (1, 2, 3):
+    result = run_sweep("--study=bn_lr", "--seeds=0,1", f"--shard={index}/3",
+                       f"--runs_dir={tmp_path}", "--dry_run")
+    assert result.returncode == 0, result.stderr
+    keys.append([l.split(" [")[0] for l in result.stdout.split("\n")[:-2]])
+  everything = [f"bn_lr/{r.name}/seed{s}" for s in (0, 1)
+                for r in studies.STUDIES["bn_lr"].runs]
+  assert keys[0] == everything[0::3] and keys[1] == everything[1::3]
+  assert sorted(sum(keys, [])) == sorted(everything)  # each run exactly once
+  for bad in ("0/3", "4/3", "1-3", "x/2"):
+    result = run_sweep("--study=bn_lr", f"--shard={bad}",
+                       f"--runs_dir={tmp_path}", "--dry_run")
+    assert result.returncode == 2 and "--shard" in result.stderr
