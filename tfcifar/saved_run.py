@@ -197,13 +197,27 @@ def class_names(config, data_dir=None):
 
 def predict(model, batches):
   """(logits [N, K] float32, labels [N] int64) of the model over `batches`."""
-  forward = tf.function(lambda x: model(x, training=False))
   logits, labels = [], []
-  for images, batch_labels in batches:
-    logits.append(keras.ops.convert_to_numpy(
-        keras.ops.cast(forward(images), "float32")))
+  for images, batch_labels in batches:  # Keras compiles its predict step once
+    logits.append(np.asarray(model.predict_on_batch(images), np.float32))
     labels.append(batch_labels.numpy())
   return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
+
+
+def split_arrays(config, split, data_dir=None, limit=None, batch_size=256):
+  """(inputs float32 [N, 32, 32, 3], labels int64 [N]) numpy: `dataset(...)`
+  in one piece (the network's inputs, after normalization)."""
+  images, labels = [], []
+  for batch_images, batch_labels in dataset(config, split, data_dir,
+                                            batch_size, limit):
+    images.append(batch_images.numpy())
+    labels.append(batch_labels.numpy())
+  return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def batches(images, labels, batch_size=256):
+  """A dataset of (images, labels) batches of numpy arrays, in order."""
+  return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
 
 
 def evaluation_dir(model_dir, *parts):
