@@ -23,11 +23,12 @@ Heatmaps (--heatmaps), for BagNet runs. The contract a model meets:
 
 Location (i, j) is drawn over the input patch of --patch_size pixels centred
 on the (i, j) cell of an H' x W' grid over the image (default size: one
-cell). Writes heatmaps.png (for each of the --images test images: the image,
-the evidence for its true class and for the predicted class) and
-top_patches.png (for each class, the --top_patches patches of the test set
-with the most evidence for it), to RUN/evaluation/ or next to --out. A model
-without a `patch_logits` layer is a one-line error.
+cell). Writes RUN/evaluation/heatmaps.png, or --out (for each of the
+--images test images: the image, the evidence for its true class and for the
+predicted class), and next to it heatmaps_top_patches.png (for each class,
+the --top_patches patches of the test set with the most evidence for it). A
+model without a `patch_logits` layer is a one-line error; so is one whose
+spatial mean of `patch_logits` is not its logits.
 """
 
 import tfcifar  # noqa: F401  (first: quiets TensorFlow's start-up lines)
