@@ -1,4 +1,4 @@
-"""tfcifar.evaluate: confusion matrix, top-5, memorisation split, the command."""
+"""tfcifar.evaluate: confusion matrix, top-5, memorisation, the command."""
 
 import csv
 import json

@@ -34,7 +34,7 @@ CHECKPOINT_DIRNAME = "checkpoints"
 
 
 def check_run_dir(model_dir):
-  """Raises UserError unless `model_dir` is a run directory (has config.json)."""
+  """UserError unless `model_dir` is a run directory (has config.json)."""
   if not model_dir:
     raise UserError("--model_dir is required (a run directory of "
                     "python -m tfcifar.train)")
