@@ -27,6 +27,13 @@ setuptools.setup(
         "tensorboard",
         "tensorflow-datasets",
     ],
+    entry_points={
+        "console_scripts": [
+            "tfcifar-evaluate=tfcifar.evaluate:entry_point",
+            "tfcifar-visualize=tfcifar.visualize:entry_point",
+            "tfcifar-probe=tfcifar.probe:entry_point",
+        ],
+    },
     extras_require={
         # TensorFlow itself comes from one of these two extras, so that CPU
         # users do not download the CUDA wheels and GPU users get them.

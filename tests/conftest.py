@@ -41,3 +41,25 @@ def sample_data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("sample") / "cifar10")
   convert.run(data_dir, source="sample")
   return data_dir
+
+
+TINY_RUN_FLAGS = ("--vgg_stages=8,M,16,M", "--max_train_examples=256",
+                  "--max_test_examples=100", "--batch_size=64", "--epochs=1",
+                  "--noxla", "--progress=none", "--corrupt=labels",
+                  "--corrupt_prob=0.5")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, sample_data_dir):
+  """A finished one-epoch label-corruption (p=0.5) run on the real sample:
+  the run directory the analysis commands (evaluate, visualize, probe) read."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+  result = subprocess.run(
+      [sys.executable, "-m", "tfcifar.train", f"--model_dir={model_dir}",
+       f"--data_dir={sample_data_dir}", *TINY_RUN_FLAGS],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert result.returncode == 0, result.stderr
+  return model_dir
