@@ -18,6 +18,10 @@ setuptools.setup(
     python_requires=">=3.9",
     packages=setuptools.find_packages(include=["tfcifar", "tfcifar.*"]),
     package_data={"tfcifar": ["sample_data/*.tar.gz"]},
+    entry_points={"console_scripts": [
+        "tfcifar-train = tfcifar.train:entry_point",
+        "tfcifar-convert = tfcifar.convert.cli:entry_point",
+    ]},
     install_requires=[
         "keras>=3.0",
         "absl-py",

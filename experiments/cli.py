@@ -1,7 +1,7 @@
 """The command-line edge of the experiment scripts: one-line errors, exit 2.
 
-Kept free of TensorFlow (importing `tfcifar` loads it) so that the runner and
-the plotter start in a fraction of a second.
+`tfcifar.errors` and `tfcifar.run_dir` load no TensorFlow, so that the runner
+and the plotter start in a fraction of a second.
 """
 
 import sys
@@ -9,17 +9,11 @@ import sys
 from absl import app
 from absl import flags
 
-EXIT_USAGE = 2
+from tfcifar import errors
+from tfcifar.run_dir import EXIT_USAGE  # noqa: F401  (re-exported)
 
-
-class UsageError(Exception):
-  """A bad flag or input file: one line on stderr, exit 2."""
-
-
-def fail(message, code=EXIT_USAGE):
-  """Prints `error: message` on one line to stderr and exits with `code`."""
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-  sys.exit(code)
+UsageError = errors.UserError  # a bad flag or input file: one line, exit 2
+fail = errors.fail
 
 
 def run(main):

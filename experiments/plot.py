@@ -20,7 +20,6 @@ A diverged run is drawn dashed, ending in an x, "(diverged in epoch k)" in
 its legend. Studies without runs are left out.
 """
 
-import csv
 import dataclasses
 import json
 import math
@@ -42,6 +41,7 @@ from matplotlib import ticker  # noqa: E402
 from experiments import claims as claims_lib  # noqa: E402
 from experiments import cli  # noqa: E402
 from experiments import studies as studies_lib  # noqa: E402
+from tfcifar import run_dir as run_dir_lib  # noqa: E402
 
 STUDY_PANELS = (("train_loss", "train loss"),
                 ("train_accuracy", "train accuracy"),
@@ -116,22 +116,9 @@ class RunData:
     return self.rows[-1]["epoch"] if self.rows else 0
 
 
-def _number(text):
-  try:
-    return float(text)
-  except ValueError:
-    return math.nan
-
-
 def read_metrics(path):
   """metrics.csv as rows of floats (epoch an int), sorted by epoch."""
-  with open(path, newline="") as f:
-    reader = csv.DictReader(f)
-    if not reader.fieldnames or "epoch" not in reader.fieldnames:
-      raise cli.UsageError(f"{path} has no epoch column")
-    rows = [{k: (int(float(v)) if k == "epoch" else _number(v))
-             for k, v in row.items() if k is not None} for row in reader]
-  return sorted(rows, key=lambda r: r["epoch"])
+  return sorted(run_dir_lib.read_csv_rows(path), key=lambda r: r["epoch"])
 
 
 def read_activations(path):
@@ -145,11 +132,11 @@ def read_activations(path):
 
 def read_run(path, key, label):
   """The RunData of a run directory, or None when it has no metrics/status."""
-  metrics = os.path.join(path, "metrics.csv")
-  status_path = os.path.join(path, "status.json")
+  metrics = os.path.join(path, run_dir_lib.METRICS_FILENAME)
+  status_path = os.path.join(path, run_dir_lib.STATUS_FILENAME)
   if not os.path.exists(metrics) and not os.path.exists(status_path):
     return None
-  rows = read_metrics(metrics) if os.path.exists(metrics) else []
+  rows = read_metrics(metrics)
   status = {}
   if os.path.exists(status_path):
     try:

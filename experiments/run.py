@@ -30,7 +30,6 @@ stopped.
 import collections
 import dataclasses
 import fnmatch
-import json
 import os
 import shlex
 import signal
@@ -47,10 +46,14 @@ from absl import flags  # noqa: E402
 
 from experiments import cli  # noqa: E402
 from experiments import studies as studies_lib  # noqa: E402
+from tfcifar import run_dir as run_dir_lib  # noqa: E402
+from tfcifar.run_dir import EXIT_DIVERGED  # noqa: E402
+from tfcifar.run_dir import EXIT_FAILED  # noqa: E402
+from tfcifar.run_dir import EXIT_OK  # noqa: E402
+from tfcifar.run_dir import EXIT_USAGE  # noqa: E402,F401
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATUS_FILENAME = "status.json"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_STOPPED = 0, 1, 2, 3, 130
+EXIT_STOPPED = 130
 DONE_STATUSES = ("finished", "diverged")
 
 FLAGS = flags.FLAGS
@@ -86,24 +89,19 @@ def run_args(study, run, runs_dir, smoke=False, data_dir="", extra=(),
   return args
 
 
-def expand_flagfiles(args, cwd, stack=()):
-  """`args` with every --flagfile=PATH replaced by its lines, like absl."""
-  out = []
-  for arg in args:
-    if not arg.startswith("--flagfile="):
-      out.append(arg)
-      continue
-    path = os.path.join(cwd, os.path.expanduser(arg[len("--flagfile="):]))
-    if path in stack:
-      continue
-    if not os.path.isfile(path):
-      raise cli.UsageError(f"flagfile {path} does not exist (run from a "
-                           "checkout of the repository)")
-    with open(path) as f:
-      lines = [line.strip() for line in f
-               if line.strip() and not line.startswith(("#", "//"))]
-    out += expand_flagfiles(lines, cwd, stack + (path,))
-  return out
+def expand_flagfiles(args, cwd):
+  """`args` with every --flagfile=PATH replaced by its lines (absl's reader,
+  paths relative to `cwd` as the trainer started there opens them)."""
+  old = os.getcwd()
+  os.chdir(cwd)
+  try:
+    return flags.FlagValues().read_flags_from_files(list(args),
+                                                    force_gnu=True)
+  except flags.Error as e:
+    raise cli.UsageError(f"{e} (run from a checkout of the repository)"
+                         ) from None
+  finally:
+    os.chdir(old)
 
 
 def flag_value(args, name):
@@ -120,12 +118,7 @@ def flag_value(args, name):
 
 def read_status(model_dir):
   """status.json of a run, {} when absent or unreadable (a fresh run)."""
-  try:
-    with open(os.path.join(model_dir, STATUS_FILENAME)) as f:
-      status = json.load(f)
-  except (OSError, ValueError):
-    return {}
-  return status if isinstance(status, dict) else {}
+  return run_dir_lib.RunDir(model_dir).read_status()
 
 
 def is_done(status, epochs):

@@ -19,7 +19,7 @@ from tfcifar import config as config_lib
 from tfcifar import data
 from tfcifar import models
 from tfcifar import run_dir as run_dir_lib
-from tfcifar import train
+from tfcifar import trainer
 
 TINY = dict(vgg_stages="8,M,16,M", width_multiplier=1.0, progress="none",
             steps_per_loop=3)
@@ -31,11 +31,12 @@ def tiny_config(model_dir, data_dir, **overrides):
                 batch_size=32, epochs=2, lr=0.05, max_train_examples=256,
                 max_test_examples=100)
   values.update(overrides)
-  return config_lib.TrainConfig(**values)
+  return config_lib.TrainConfig.from_flat(**values)
 
 
 def run_in_process(config):
-  return train.run(config, tf.distribute.get_strategy(), log=lambda _: None)
+  return trainer.train_and_evaluate(config, tf.distribute.get_strategy(),
+                                    log=lambda _: None)
 
 
 def cli(*args, env=None, **kwargs):
@@ -89,10 +90,10 @@ def test_loss_falls_and_run_dir_describes_itself(tmp_path, sample_data_dir):
       rows[-1]["test_accuracy"])
   saved = (model_dir / "flags.txt").read_text()
   assert "--bn\n" in saved and "--lr=0.05\n" in saved
-  # The final model loads (custom layers registered by `import tfcifar`) and
+  # The final model loads (custom layers registered by `tfcifar.models`) and
   # predicts exactly like the weights of the last checkpoint.
   loaded = keras.saving.load_model(str(model_dir / "model.keras"))
-  from_checkpoint = models.build_model(config.model_config())
+  from_checkpoint = models.build_model(config.model)
   tf.train.Checkpoint(model=from_checkpoint).restore(
       tf.train.latest_checkpoint(str(model_dir / "checkpoints"))).expect_partial()
   images, _ = next(iter(data.make_dataset(sample_data_dir, "test",
@@ -132,21 +133,21 @@ def test_metrics_match_a_hand_computation(tmp_path, make_synthetic_dataset):
   assert run_in_process(config) == run_dir_lib.EXIT_OK
   (row,) = metric_rows(tmp_path / "run")
 
-  keras.utils.set_random_seed(config.seed)
-  model = models.build_model(config.model_config())
+  keras.utils.set_random_seed(config.optim.seed)
+  model = models.build_model(config.model)
   losses, correct = [], []
   for images, labels in data.make_dataset(data_dir, "train", batch_size=32,
-                                          seed=config.seed, epoch=0):
+                                          seed=config.optim.seed, epoch=0):
     with tf.GradientTape() as tape:
       logits = model(images, training=True)
       per_example = keras.losses.sparse_categorical_crossentropy(
           labels, logits, from_logits=True)
       weights = [v for v in model.trainable_variables if v.ndim > 1]
-      decay = config.weight_decay * sum(tf.reduce_sum(w ** 2) for w in weights)
+      decay = config.model.weight_decay * sum(tf.reduce_sum(w ** 2) for w in weights)
       loss = tf.reduce_mean(per_example) + decay / 2
     grads = tape.gradient(loss, model.trainable_variables)
     for variable, grad in zip(model.trainable_variables, grads):
-      variable.assign_sub(config.lr * grad)
+      variable.assign_sub(config.optim.lr * grad)
     losses.extend(per_example.numpy())
     correct.extend(np.argmax(logits, -1) == labels.numpy())
   assert len(losses) == 96
@@ -212,9 +213,8 @@ def test_mixed_precision_and_noisy_bn_train(tmp_path, sample_data_dir):
     (dict(corrupt="blur"), "--corrupt"),
 ])
 def test_bad_flags_are_named(overrides, flag, tmp_path):
-  config = tiny_config(tmp_path / "run", "", **overrides)
   with pytest.raises(tfcifar.errors.UserError, match=flag):
-    train.validate(config)
+    tiny_config(tmp_path / "run", "", **overrides)
 
 
 def test_bad_command_lines_give_one_line_and_exit_2(tmp_path, sample_data_dir):

@@ -1,7 +1,9 @@
 """tfcifar: faithful, fast CIFAR-10 experiments in TensorFlow 2 / Keras 3.
 
-Importing the package registers its custom Keras layers, so that a saved
-`model.keras` loads with `keras.saving.load_model` once `tfcifar` is imported.
+Importing the package loads no TensorFlow or Keras (so that the experiment
+scripts can use `tfcifar.run_dir` and `tfcifar.errors` and start fast).
+`from tfcifar import models` registers the custom Keras layers, so that a saved
+`model.keras` loads with `keras.saving.load_model`.
 """
 
 import os
@@ -15,13 +17,3 @@ from tfcifar import _quiet_tf  # noqa: E402
 _quiet_tf.install()  # and the lines TF 2.21 prints before that setting applies
 
 __version__ = "0.1.0"
-
-
-def _register_custom_objects():
-  try:
-    from tfcifar import models  # noqa: F401  (registers serialisable layers)
-  except ImportError:  # models not importable yet (partial install)
-    pass
-
-
-_register_custom_objects()

@@ -227,7 +227,7 @@ def find_record_files(data_dir, split):
   if not shards:
     raise DataError(
         f"no {split} records in {data_dir} (expected {record_filename(split)} "
-        "or shards); convert the data with tools/download_and_convert_cifar10.py")
+        "or shards); convert the data with tfcifar-convert")
   if len(shards) > 1:
     raise DataError(f"{data_dir} mixes {split} shard sets of sizes "
                     f"{sorted(shards)}")
@@ -239,8 +239,9 @@ def find_record_files(data_dir, split):
   return [os.path.join(data_dir, name) for name in expected]
 
 
-def sha256_of_file(path, chunk_size=1 << 20):
-  digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256", chunk_size=1 << 20):
+  """The hex digest of a file: sha256 for the manifest, md5 for downloads."""
+  digest = hashlib.new(algorithm)
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(chunk_size), b""):
       digest.update(block)
@@ -282,7 +283,7 @@ def verify_split_files(data_dir, manifest, split, files, checksums=True):
     size = os.path.getsize(path)
     if "bytes" in want and size != want["bytes"]:
       raise DataError(f"{path} has {size} bytes, manifest says {want['bytes']}")
-    if checksums and sha256_of_file(path) != want["sha256"]:
+    if checksums and file_digest(path) != want["sha256"]:
       raise DataError(f"{path} does not match its sha256 in the manifest")
   return entry
 
@@ -378,7 +379,7 @@ def write_dataset(dataset_dir, splits, num_shards=1, source="", write=None):
         renames.append((tmp, path))
         files.append({"name": name, "num_examples": int(len(index)),
                       "bytes": os.path.getsize(tmp),
-                      "sha256": sha256_of_file(tmp)})
+                      "sha256": file_digest(tmp)})
       manifest["splits"][split] = {
           "num_examples": int(len(labels)),
           "class_counts": np.bincount(labels, minlength=NUM_CLASSES).tolist(),

@@ -1,81 +1,300 @@
-"""Every hyperparameter of a training run, in one frozen place, with units.
+"""Every hyperparameter of a training run: one frozen, nested config.
 
-Flags are defined once (`tfcifar/train.py`), read once at the edge and turned
-into a `TrainConfig`, which is passed down. Nothing below the edge reads flags.
+  TrainConfig(model=ModelConfig, data=DataConfig, optim=OptimConfig,
+              run=RunConfig)
+
+Each field is its command-line flag: `option(default, help, low=..., ...)`
+puts the help text, bounds and choices in the field's metadata,
+`define_flags()` defines one absl flag per field and `from_flags()` reads them
+back. Each rule is checked once, here, when a section is built: a bad value is
+a one-line UserError naming its flag. A new flag is one field (plus its uses).
+
+This module imports no TensorFlow; the model and corruption names are looked
+up in their registries only when a config is checked.
 """
 
 import dataclasses
 from typing import Optional
 
-# Fields that may change when a run is resumed in the same model_dir: how it
-# runs, not what it computes.
-RUNTIME_FIELDS = frozenset({
-    "epochs", "data_dir", "model_dir", "strategy", "num_cpu_devices", "xla",
-    "histograms", "steps_per_loop", "progress", "keep_checkpoints",
-})
+from tfcifar.errors import UserError
+
+
+def option(default, help, *, low=None, above=None, high=None, choices=None,
+           flag=None, runtime=False):
+  """A config field with its flag's metadata.
+
+  Args:
+    default: the default value (its type is the flag's type).
+    help: the flag's help text.
+    low, above, high: value >= low, value > above, value <= high.
+    choices: allowed values, or a function returning them (a registry).
+    flag: the flag name (default: the field name); False: not a flag.
+    runtime: how the run runs, not what it computes: may change on resume.
+  """
+  return dataclasses.field(default=default, metadata=dict(
+      help=help, low=low, above=above, high=high, choices=choices,
+      flag=flag, runtime=runtime))
+
+
+def flag_name(f):
+  return f.metadata.get("flag") or f.name
+
+
+def is_flag(f):
+  return f.metadata.get("flag") is not False
+
+
+def _choices(f):
+  choices = f.metadata.get("choices")
+  return choices() if callable(choices) else choices
+
+
+def _bound_problems(f, value):
+  """One message per bound or choice of field `f` that `value` breaks."""
+  m, name = f.metadata, flag_name(f)
+  choices = _choices(f)
+  if choices is not None and value not in choices:
+    names = ", ".join(str(c) for c in choices if c is not None)
+    yield f"--{name}={value} is not one of {names}"
+  for key, ok, text in (("low", lambda v, b: v >= b, ">="),
+                        ("above", lambda v, b: v > b, ">"),
+                        ("high", lambda v, b: v <= b, "<=")):
+    if m.get(key) is not None and not ok(value, m[key]):  # nan fails too
+      yield f"--{name} must be {text} {m[key]:g}, got {value}"
+
+
+def check_values(section, **values):
+  """Checks `values` against the bounds of `section`'s fields (UserError).
+
+  For code that takes the same values outside a config (e.g. a layer).
+  """
+  fields = {f.name: f for f in dataclasses.fields(section)}
+  for name, value in values.items():
+    for problem in _bound_problems(fields[name], value):
+      raise UserError(problem)
+
+
+class _Section:
+  """Checks every field's bounds, then the section's own `_rules()`."""
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      for problem in _bound_problems(f, getattr(self, f.name)):
+        raise UserError(problem)
+    for problem in self._rules():
+      raise UserError(problem)
+
+  def _rules(self):
+    return ()
+
+
+def _model_names():
+  from tfcifar import models  # pylint: disable=g-import-not-at-top
+  return sorted(models.MODELS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+  """Architecture and regularisation: what `models.build_model` needs."""
+  name: str = option("vgglike", "Model name (tfcifar.models.MODELS).",
+                     choices=_model_names, flag="model")
+  bn: bool = option(False, "BatchNorm before every hidden ReLU.")
+  noise: bool = option(False, "Noisy BatchNorm (needs --bn), Santurkar et al. "
+                       "2018, Algorithm 1: after BN, a <- s*a + m with a "
+                       "per-step channel shift mu and scale sigma and a "
+                       "per-activation jitter.")
+  noise_mean: float = option(0.5, "n_mu (>= 0): channel shifts mu ~ U(-n_mu, "
+                             "n_mu), new every step.", low=0)
+  noise_std: float = option(1.25, "n_sigma (>= 1): channel scales sigma ~ "
+                            "U(1, n_sigma), new every step.", low=1)
+  noise_mean_jitter: float = option(0.1, "r_mu (>= 0): per-activation shift "
+                                    "m ~ U(mu - r_mu, mu + r_mu).", low=0)
+  noise_std_jitter: float = option(0.1, "r_sigma (>= 0): per-activation "
+                                   "scale s ~ N(sigma, r_sigma^2).", low=0)
+  width_multiplier: float = option(1.0, "Scales every layer width (> 0).",
+                                   above=0)
+  vgg_stages: str = option("vgg16", "vgg11|vgg13|vgg16|vgg19 or a spec such "
+                           "as 64,64,M,128,128,M (M = max-pool).")
+  weight_decay: float = option(1e-4, "L2 on conv/dense kernels: loss += wd * "
+                               "sum(w**2) / 2.", low=0)
+  dense_units: tuple = option((512, 512), "Hidden dense widths.", flag=False)
+  num_classes: int = option(10, "Number of logits.", low=1, flag=False)
+  input_shape: tuple = option((32, 32, 3), "Image shape, channels last.",
+                              flag=False)
+
+  def __post_init__(self):
+    # Lists from JSON become tuples, so the config stays hashable.
+    object.__setattr__(self, "dense_units", tuple(self.dense_units))
+    object.__setattr__(self, "input_shape", tuple(self.input_shape))
+    super().__post_init__()
+
+  def _rules(self):
+    if self.noise and not self.bn:
+      yield "--noise needs --bn: noisy BatchNorm adds its noise after BatchNorm"
+    if any(int(u) < 1 for u in self.dense_units):
+      yield f"dense_units must be positive, got {self.dense_units}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+  """Which images, how they are changed, how many."""
+  data_dir: str = option("", "Converted CIFAR-10 TFRecords. Default: the "
+                         "standard location if converted data is there, else "
+                         "the bundled sample.", runtime=True)
+  augment: bool = option(False, "Reflect-pad-4 random crop 32 and "
+                         "horizontal flip.")
+  corrupt: Optional[str] = option(None, "Dataset corruption: labels, "
+                                  "shuffled_pixels, random_pixels or "
+                                  "gaussian.")
+  corrupt_prob: float = option(0.0, "Probability that a train label is "
+                               "randomised (--corrupt=labels).")
+  normalization: str = option("standardize", "Per-channel train mean/std, or "
+                              "[0, 1] scaling.",
+                              choices=("standardize", "unit"))
+  max_train_examples: int = option(0, "Use the first N train images (0 = "
+                                   "all).", low=0)
+  max_test_examples: int = option(0, "Use the first N test images (0 = all).",
+                                  low=0)
+
+  def __post_init__(self):
+    object.__setattr__(self, "corrupt", self.corrupt or None)
+    super().__post_init__()
+
+  def _rules(self):
+    from tfcifar.data import corruptions  # pylint: disable=g-import-not-at-top
+    corruptions.validate_corruption(self.corrupt, self.corrupt_prob)
+    return ()
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(_Section):
+  """The optimisation: plain SGD at a constant lr by default (the study's)."""
+  optimizer: str = option("sgd", "Optimizer (the study: plain SGD).",
+                          choices=("sgd", "momentum", "adam"))
+  lr: float = option(0.05, "Constant learning rate (> 0).", above=0)
+  momentum: float = option(0.9, "Momentum for --optimizer=momentum.", low=0)
+  batch_size: int = option(128, "Global batch size (images per step over all "
+                           "replicas).", above=0)
+  epochs: int = option(50, "Epochs to train.", above=0, runtime=True)
+  seed: int = option(0, "Seed of init, data order, corruption, augmentation "
+                     "and noise.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(_Section):
+  """How a run runs: where, on what devices, what it logs."""
+  model_dir: str = option("", "Run directory. Default: "
+                          "runs/<model>[_bn][_noise]_lr<lr>.", runtime=True)
+  strategy: str = option("default", "tf.distribute strategy (multi_worker "
+                         "reads TF_CONFIG).", runtime=True,
+                         choices=("default", "mirrored", "multi_worker"))
+  num_cpu_devices: int = option(2, "Logical CPU devices for "
+                                "--strategy=mirrored on a machine without "
+                                "GPU.", above=0, runtime=True)
+  mixed_precision: bool = option(False, "mixed_float16 compute with dynamic "
+                                 "loss scaling.")
+  xla: bool = option(True, "XLA-compile the per-replica step.", runtime=True)
+  histograms: bool = option(False, "Log histograms of post-BN (post-noise) "
+                            "activations every epoch, and their percentiles "
+                            "to activations.csv.", runtime=True)
+  steps_per_loop: int = option(20, "Train steps per tf.function call.",
+                               above=0, runtime=True)
+  progress: str = option("auto", "Progress bar (auto: a bar on a terminal, "
+                         "else log lines).", runtime=True,
+                         choices=("auto", "bar", "log", "none"))
+  keep_checkpoints: int = option(2, "Checkpoints kept in "
+                                 "<model_dir>/checkpoints.", runtime=True,
+                                 above=0)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+            "run": RunConfig}
+
+
+def flag_fields():
+  """{flag name: (section name, field)} of every flag, in definition order."""
+  return {flag_name(f): (section, f) for section, cls in SECTIONS.items()
+          for f in dataclasses.fields(cls) if is_flag(f)}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """A training run. Defaults are the study's (plain SGD, constant lr)."""
-  # Model.
-  model: str = "vgglike"            # a name in tfcifar.models.MODELS
-  bn: bool = False                  # BatchNorm before every hidden ReLU
-  noise: bool = False               # NoisyBatchNormalization instead of BN
-  noise_mean: float = 0.5           # n_mu: mu_j ~ U(-n_mu, n_mu), per step/channel
-  noise_std: float = 1.25           # n_sigma: sigma_j ~ U(1, n_sigma), per step/channel
-  noise_mean_jitter: float = 0.1    # r_mu: m_ij ~ U(mu_j - r_mu, mu_j + r_mu)
-  noise_std_jitter: float = 0.1     # r_sigma: s_ij ~ N(sigma_j, r_sigma^2)
-  width_multiplier: float = 1.0     # scales every layer width
-  vgg_stages: str = "vgg16"         # vgg11|13|16|19 or "64,64,M,128,M,..."
-  weight_decay: float = 1e-4        # loss += weight_decay * sum(w**2) / 2
-  # Data.
-  data_dir: str = ""                # TFRecords; "" = standard location or sample
-  augment: bool = False             # reflect-pad-4 random crop 32 + h-flip
-  corrupt: Optional[str] = None     # labels|shuffled_pixels|random_pixels|gaussian
-  corrupt_prob: float = 0.0         # probability for --corrupt=labels, in [0, 1]
-  normalization: str = "standardize"  # standardize (train mean/std) | unit ([0,1])
-  max_train_examples: int = 0       # 0 = the whole train split (images)
-  max_test_examples: int = 0        # 0 = the whole test split (images)
-  # Optimisation.
-  optimizer: str = "sgd"            # sgd | momentum | adam
-  lr: float = 0.05                  # constant learning rate
-  momentum: float = 0.9             # for --optimizer=momentum
-  batch_size: int = 128             # global batch (images per step, all replicas)
-  epochs: int = 50                  # passes over the train split
-  seed: int = 0                     # init, shuffling, corruption, augmentation, noise
-  # Execution.
-  model_dir: str = ""               # run directory (metrics, events, checkpoints)
-  strategy: str = "default"         # default | mirrored | multi_worker
-  num_cpu_devices: int = 2          # logical CPU devices for mirrored without GPUs
-  mixed_precision: bool = False     # mixed_float16 with dynamic loss scaling
-  xla: bool = True                  # jit_compile the per-replica step
-  histograms: bool = False          # post-BN activation histograms per epoch
-  steps_per_loop: int = 20          # train steps per tf.function call (steps)
-  progress: str = "auto"            # auto | bar | log | none
-  keep_checkpoints: int = 2         # checkpoints kept in model_dir/checkpoints
+  """A training run: four checked sections."""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+  run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+  @classmethod
+  def from_flat(cls, **values):
+    """A config from {flag name: value}; unset flags keep their defaults."""
+    return cls().replace(**values) if values else cls()
 
   def replace(self, **changes):
-    return dataclasses.replace(self, **changes)
+    """A copy with the flags in `changes` ({flag name: value}) changed."""
+    fields = flag_fields()
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+      raise UserError(f"unknown config fields: {', '.join(unknown)}")
+    by_section = {}
+    for name, value in changes.items():
+      section, f = fields[name]
+      by_section.setdefault(section, {})[f.name] = value
+    return dataclasses.replace(self, **{
+        section: dataclasses.replace(getattr(self, section), **values)
+        for section, values in by_section.items()})
 
   def to_dict(self):
-    return dataclasses.asdict(self)
+    """{flag name: value}: config.json, flags.txt and the HParams."""
+    return {name: getattr(getattr(self, section), f.name)
+            for name, (section, f) in flag_fields().items()}
 
   def identity(self):
-    """The fields that define what the run computes (compared on resume)."""
-    return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+    """The flags that define what the run computes (compared on resume)."""
+    fields = flag_fields()
+    return {k: v for k, v in self.to_dict().items()
+            if not fields[k][1].metadata["runtime"]}
 
-  def model_config(self):
-    """The `tfcifar.models.ModelConfig` of this run."""
-    from tfcifar import models  # pylint: disable=g-import-not-at-top
-    return models.ModelConfig(
-        name=self.model, bn=self.bn, noise=self.noise,
-        noise_mean=self.noise_mean, noise_std=self.noise_std,
-        noise_mean_jitter=self.noise_mean_jitter,
-        noise_std_jitter=self.noise_std_jitter,
-        width_multiplier=self.width_multiplier, vgg_stages=self.vgg_stages,
-        weight_decay=self.weight_decay)
+  def flags_text(self):
+    """The flags of this config, loadable with --flagfile."""
+    lines = ["# Resolved flags of this run: python -m tfcifar.train "
+             "--flagfile=<this file>"]
+    for name, value in self.to_dict().items():
+      if isinstance(value, bool):
+        lines.append(f"--{name}" if value else f"--no{name}")
+      elif value is not None:
+        lines.append(f"--{name}={value}")
+    return "\n".join(lines) + "\n"
 
 
 def field_names():
-  return [f.name for f in dataclasses.fields(TrainConfig)]
+  return list(flag_fields())
+
+
+# --- the flags ----------------------------------------------------------------
+
+_DEFINE = {bool: "DEFINE_boolean", int: "DEFINE_integer",
+           float: "DEFINE_float", str: "DEFINE_string"}
+
+
+def define_flags(flag_values=None):
+  """Defines one absl flag per config field (bounds are checked by the config,
+  so that a config built in Python is checked the same way)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  for name, (_, f) in flag_fields().items():
+    kind = f.type if f.type in _DEFINE else str  # Optional[str]
+    help_text = f.metadata["help"]
+    choices = f.metadata["choices"]
+    if isinstance(choices, tuple):
+      help_text += f" One of: {', '.join(choices)}."
+    getattr(flags, _DEFINE[kind])(name, f.default, help_text,
+                                  flag_values=flag_values)
+
+
+def from_flags(flag_values=None):
+  """The TrainConfig of the parsed flags."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  return TrainConfig.from_flat(**{name: flag_values[name].value
+                                  for name in flag_fields()})

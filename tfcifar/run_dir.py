@@ -35,8 +35,10 @@ ACTIVATIONS_HEADER = ("epoch", "layer", "mean", "std",
 STATUS_FILENAME = "status.json"
 CONFIG_FILENAME = "config.json"
 FLAGS_FILENAME = "flags.txt"
+ERROR_FILENAME = "error.log"
+MODEL_FILENAME = "model.keras"
 
-# Process exit codes of `python -m tfcifar.train`.
+# Process exit codes of `python -m tfcifar.train` (and the experiment runner).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
 
@@ -51,11 +53,12 @@ class RunDir:
 
   # --- config and flags ---------------------------------------------------
 
-  def write_config(self, config, flags_text):
+  def write_config(self, config):
+    """config.json ({flag: value}) and flags.txt (loadable with --flagfile)."""
     os.makedirs(self.path, exist_ok=True)
     write_text_atomic(self.file(CONFIG_FILENAME),
                       json.dumps(config.to_dict(), indent=1) + "\n")
-    write_text_atomic(self.file(FLAGS_FILENAME), flags_text)
+    write_text_atomic(self.file(FLAGS_FILENAME), config.flags_text())
 
   def check_same_run(self, config):
     """Raises UserError when model_dir holds a run with other hyperparameters."""
@@ -112,11 +115,13 @@ class RunDir:
   # --- status -------------------------------------------------------------
 
   def read_status(self):
-    path = self.file(STATUS_FILENAME)
-    if not os.path.exists(path):
+    """status.json, {} when absent or unreadable (a fresh run)."""
+    try:
+      with open(self.file(STATUS_FILENAME)) as f:
+        status = json.load(f)
+    except (OSError, ValueError):
       return {}
-    with open(path) as f:
-      return json.load(f)
+    return status if isinstance(status, dict) else {}
 
   def write_status(self, status, epoch, metrics=None, **extra):
     payload = {"status": status, "epoch": int(epoch),
@@ -128,13 +133,24 @@ class RunDir:
 
 def read_csv_rows(path):
   """A run's CSV file as dicts: epoch an int, layer a str, others floats;
-  [] when the file does not exist."""
+  [] when the file does not exist. A malformed file is a one-line UserError
+  naming the file and line."""
   if not os.path.exists(path):
     return []
   with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
-  return [{k: (int(v) if k == "epoch" else v if k == "layer" else float(v))
-           for k, v in row.items()} for row in rows]
+    reader = csv.DictReader(f)
+    if not reader.fieldnames or "epoch" not in reader.fieldnames:
+      raise UserError(f"{path} has no epoch column")
+    rows = []
+    for row in reader:
+      try:
+        rows.append({k: (int(float(v)) if k == "epoch" else
+                         v if k == "layer" else float(v))
+                     for k, v in row.items()})
+      except (TypeError, ValueError):  # a missing, extra or non-number field
+        raise UserError(f"{path}, line {reader.line_num}: malformed row "
+                        f"{','.join(map(str, row.values()))!r}") from None
+  return rows
 
 
 def activation_rows(epoch, activations):

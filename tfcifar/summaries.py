@@ -1,4 +1,4 @@
-"""TensorBoard logging: scalars per epoch, the input image grid, histograms.
+"""What a run shows: TensorBoard summaries, the progress bar, the epoch lines.
 
 Train scalars go to `<model_dir>/train`, test scalars to `<model_dir>/test`,
 both under the tags `loss` and `accuracy`, so TensorBoard draws train and
@@ -7,9 +7,13 @@ test on one chart. Only the chief writes; other workers get a no-op logger.
 
 import math
 import os
+import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from tfcifar import models
 
 
 def image_grid(images, max_images=64):
@@ -32,6 +36,14 @@ class Logger:
     self._writers = {
         split: tf.summary.create_file_writer(os.path.join(model_dir, split))
         for split in ("train", "test")}
+
+  def epoch(self, epoch, row, images_per_sec):
+    """The scalars of one metrics row."""
+    self.scalars("train", epoch, {
+        "loss": row["train_loss"], "accuracy": row["train_accuracy"],
+        "learning_rate": row["lr"], "images_per_sec": images_per_sec})
+    self.scalars("test", epoch, {"loss": row["test_loss"],
+                                 "accuracy": row["test_accuracy"]})
 
   def scalars(self, split, step, values):
     with self._writers[split].as_default(step=step):
@@ -64,7 +76,51 @@ class NullLogger:
   def scalars(self, *args, **kwargs):
     pass
 
-  image_grid = histograms = scalars
+  image_grid = histograms = epoch = scalars
 
   def close(self):
     pass
+
+
+class ActivationProbe:
+  """Post-BN (post-noise) activations in training mode on a fixed batch.
+
+  Computed with `stateless_call`, so the moving statistics and noise seeds of
+  the model are left as they are: logging does not change training.
+  """
+
+  def __init__(self, model, batch):
+    self._probe = models.post_bn_activations_model(model)
+    self._batch = batch
+
+  def __call__(self, epoch):
+    """{block name: numpy activations} of the model as it is now."""
+    del epoch
+    probe = self._probe
+    outputs, _ = probe.stateless_call(
+        [v.value for v in probe.trainable_variables],
+        [v.value for v in probe.non_trainable_variables], self._batch,
+        training=True)
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def progress(mode, total):
+  """`update(step, totals)` of one epoch: a bar (on a terminal for auto)."""
+  if mode == "auto":
+    mode = "bar" if sys.stdout.isatty() else "log"
+  if mode != "bar":
+    return lambda step, totals: None
+  bar = keras.utils.Progbar(total, stateful_metrics=["loss", "accuracy"])
+  return lambda step, totals: bar.update(
+      step, [("loss", totals[0] / totals[2]),
+             ("accuracy", totals[1] / totals[2])])
+
+
+def epoch_line(row, epochs, images_per_sec):
+  """The line printed after each epoch."""
+  return (f"epoch {row['epoch']}/{epochs}: "
+          f"train_loss={row['train_loss']:.4f} "
+          f"train_accuracy={row['train_accuracy']:.4f} "
+          f"test_loss={row['test_loss']:.4f} "
+          f"test_accuracy={row['test_accuracy']:.4f} "
+          f"({row['seconds']:.1f}s, {images_per_sec:.0f} images/s)")

@@ -12,6 +12,10 @@ under MultiWorkerMirroredStrategy, so the loop is ours:
                                                  outside the compiled function
     strategy.reduce(SUM)                         metric sums over replicas
 
+`train_and_evaluate(config, strategy)` owns a run's life: the run directory,
+the status transitions (running, finished, diverged, failed), resume and
+divergence. `Trainer` holds the model, optimizer, data and checkpoints.
+
 Metrics are the study's: train loss (cross-entropy, without the weight-decay
 term) and accuracy summed over every batch of the epoch and averaged at its
 end; test loss and accuracy on the whole test split after each epoch.
@@ -20,8 +24,8 @@ end; test loss and accuracy on the whole test split after each epoch.
 import math
 import os
 import shutil
-import sys
 import time
+import traceback
 
 import keras
 import numpy as np
@@ -29,6 +33,7 @@ import tensorflow as tf
 
 from tfcifar import data
 from tfcifar import distribute
+from tfcifar import hparams
 from tfcifar import models
 from tfcifar import run_dir as run_dir_lib
 from tfcifar import summaries
@@ -37,7 +42,7 @@ from tfcifar.errors import UserError
 OPTIMIZERS = {
     "sgd": lambda c: keras.optimizers.SGD(c.lr),
     "momentum": lambda c: keras.optimizers.SGD(c.lr, momentum=c.momentum),
-    "adam": lambda c: keras.optimizers.Adam(c.lr),
+    "adam": lambda c: keras.optimizers.Adam(c.lr),  # c: an OptimConfig
 }
 
 
@@ -50,8 +55,8 @@ class Diverged(Exception):
 
 
 def make_optimizer(config):
-  optimizer = OPTIMIZERS[config.optimizer](config)
-  if config.mixed_precision:
+  optimizer = OPTIMIZERS[config.optim.optimizer](config.optim)
+  if config.run.mixed_precision:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
 
@@ -90,12 +95,15 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
   def gradients(trainable, non_trainable, images, labels):
     with tf.GradientTape() as tape:
       tape.watch(trainable)
-      logits, new_non_trainable = model.stateless_call(
-          trainable, non_trainable, images, training=True)
+      logits, new_non_trainable, regularizers = model.stateless_call(
+          trainable, non_trainable, images, training=True, return_losses=True)
       losses, sums = _metric_sums(labels, logits)
       loss = tf.reduce_sum(losses) / global_batch
-      # Weight decay once per replica: gradients are summed over replicas.
-      loss += models.weight_decay_loss(model, trainable) / num_replicas
+      # Weight decay (the kernels' L2 regularisers, at the values passed) once
+      # per replica: gradients are summed over replicas.
+      if regularizers:
+        loss += tf.add_n([tf.cast(r, tf.float32) for r in regularizers]) / (
+            num_replicas)
       if mixed_precision:
         loss = optimizer.scale_loss(loss)
     return tape.gradient(loss, trainable), new_non_trainable, sums
@@ -115,27 +123,25 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
 
 
 class Trainer:
-  """Builds the model, optimizer and data of one run and trains it."""
+  """The model, optimizer, data and checkpoints of one run, and its steps."""
 
-  def __init__(self, config, strategy, data_dir, log=print):
+  def __init__(self, config, strategy):
     self.config = config
     self.strategy = strategy
-    self.data_dir = data_dir
-    self.log = log
     self.chief = distribute.is_chief(strategy)
-    self.run_dir = run_dir_lib.RunDir(config.model_dir)
-    num_train = data.split_size(data_dir, "train",
-                                config.max_train_examples or None)
-    self.steps_per_epoch = num_train // config.batch_size
+    c = config
+    num_train = data.split_size(c.data.data_dir, "train",
+                                c.data.max_train_examples or None)
+    self.steps_per_epoch = num_train // c.optim.batch_size
     if self.steps_per_epoch < 1:
-      raise UserError(f"--batch_size={config.batch_size} is larger than the "
+      raise UserError(f"--batch_size={c.optim.batch_size} is larger than the "
                       f"{num_train} train examples")
     keras.mixed_precision.set_global_policy(
-        "mixed_float16" if config.mixed_precision else "float32")
+        "mixed_float16" if c.run.mixed_precision else "float32")
     with strategy.scope():
-      keras.utils.set_random_seed(config.seed)
-      self.model = models.build_model(config.model_config())
-      self.optimizer = make_optimizer(config)
+      keras.utils.set_random_seed(c.optim.seed)
+      self.model = models.build_model(c.model)
+      self.optimizer = make_optimizer(c)
       self.optimizer.build(self.model.trainable_variables)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                name="completed_epochs")
@@ -147,15 +153,11 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, epoch=self.epoch,
         rng_states=rng_states)
-    self.logger = (summaries.Logger(config.model_dir) if self.chief
-                   else summaries.NullLogger())
     self._replica_step = make_replica_step(
-        self.model, self.optimizer, config.batch_size,
-        strategy.num_replicas_in_sync, config.xla, config.mixed_precision)
-    self._compiled_eval = tf.function(self._eval_sums, jit_compile=config.xla)
+        self.model, self.optimizer, c.optim.batch_size,
+        strategy.num_replicas_in_sync, c.run.xla, c.run.mixed_precision)
+    self._compiled_eval = tf.function(self._eval_sums, jit_compile=c.run.xla)
     self._test_dataset = None
-
-  # --- steps --------------------------------------------------------------
 
   @tf.function
   def _train_loop(self, iterator, num_steps):
@@ -169,105 +171,29 @@ class Trainer:
   def _eval_sums(self, images, labels):
     return _metric_sums(labels, self.model(images, training=False))[1]
 
-  # --- data ---------------------------------------------------------------
-
-  def _dataset(self, split, **overrides):
-    c = self.config
-    kwargs = dict(batch_size=c.batch_size, augment=c.augment,
-                  corrupt=c.corrupt, corrupt_prob=c.corrupt_prob, seed=c.seed,
-                  normalization=c.normalization,
-                  max_examples=(c.max_train_examples if split == "train"
-                                else c.max_test_examples) or None)
+  def dataset(self, split, **overrides):
+    d = self.config.data
+    kwargs = dict(batch_size=self.config.optim.batch_size, augment=d.augment,
+                  corrupt=d.corrupt, corrupt_prob=d.corrupt_prob,
+                  seed=self.config.optim.seed, normalization=d.normalization,
+                  max_examples=(d.max_train_examples if split == "train"
+                                else d.max_test_examples) or None)
     kwargs.update(overrides)
-    return data.make_dataset(self.data_dir, split, **kwargs)
+    return data.make_dataset(d.data_dir, split, **kwargs)
 
-  def _train_iterator(self, first_epoch_index):
+  def train_iterator(self, first_epoch_index):
     def dataset_fn(input_context):
-      return self._dataset("train", shuffle=True, repeat=True,
-                           epoch=first_epoch_index,
-                           input_context=input_context)
+      return self.dataset("train", shuffle=True, repeat=True,
+                          epoch=first_epoch_index, input_context=input_context)
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
-  def evaluate(self):
-    """(loss, accuracy) on the whole test split, computed on this worker."""
-    if self._test_dataset is None:
-      self._test_dataset = self._dataset("test", shuffle=False, repeat=False)
-    totals = np.zeros(3)
-    for images, labels in self._test_dataset:
-      totals += self._compiled_eval(images, labels).numpy()
-    return totals[0] / totals[2], totals[1] / totals[2]
-
-  # --- checkpoints --------------------------------------------------------
-
-  def _checkpoint_dir(self):
-    if self.chief:
-      return os.path.join(self.config.model_dir, "checkpoints")
-    _, task_id = distribute.task_info(self.strategy)
-    return os.path.join(self.config.model_dir, f".worker{task_id}_checkpoints")
-
-  def restore(self):
-    """Restores the latest checkpoint; returns the number of completed epochs."""
-    latest = tf.train.latest_checkpoint(
-        os.path.join(self.config.model_dir, "checkpoints"))
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    self._manager = tf.train.CheckpointManager(
-        self.checkpoint, self._checkpoint_dir(),
-        max_to_keep=self.config.keep_checkpoints)
-    return int(self.epoch.numpy())
-
-  def _save_checkpoint(self, epoch):
-    self.epoch.assign(epoch)
-    self._manager.save(checkpoint_number=epoch)
-    if not self.chief:  # every worker saves (collectives); only the chief keeps
-      shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
-
-  # --- logging ------------------------------------------------------------
-
-  def _log_input_images(self):
-    batch = next(iter(self._dataset("train", shuffle=True, repeat=False,
-                                    epoch=0, normalize=False)))
-    self.logger.image_grid("train_images", batch[0].numpy())
-
-  def _log_histograms(self, epoch):
-    """Post-BN (post-noise) activations in training mode on a fixed batch.
-
-    Computed with `stateless_call`, so the moving statistics and noise seeds
-    of the model are left as they are: logging does not change training.
-    """
-    if not hasattr(self, "_activation_model"):
-      self._activation_model = models.post_bn_activations_model(self.model)
-      self._histogram_batch = next(iter(self._dataset(
-          "train", shuffle=False, repeat=False, augment=False)))[0]
-    probe = self._activation_model
-    outputs, _ = probe.stateless_call(
-        [v.value for v in probe.trainable_variables],
-        [v.value for v in probe.non_trainable_variables],
-        self._histogram_batch, training=True)
-    self.logger.histograms(epoch, outputs)
-    self.run_dir.append_activations(run_dir_lib.activation_rows(
-        epoch, {name: value.numpy() for name, value in outputs.items()}))
-
-  def _progress(self, epoch):
-    mode = self.config.progress
-    if mode == "auto":
-      mode = "bar" if sys.stdout.isatty() else "log"
-    if mode == "bar" and self.chief:
-      bar = keras.utils.Progbar(self.steps_per_epoch,
-                                stateful_metrics=["loss", "accuracy"])
-      return lambda step, totals: bar.update(
-          step, [("loss", totals[0] / totals[2]),
-                 ("accuracy", totals[1] / totals[2])])
-    return lambda step, totals: None
-
-  # --- the loop -----------------------------------------------------------
-
-  def _train_epoch(self, epoch, iterator):
-    progress = self._progress(epoch)
+  def train_epoch(self, epoch, iterator, progress):
+    """(loss, accuracy, images) of one epoch; raises Diverged on NaN/inf."""
     totals = np.zeros(3)
     step = 0
     while step < self.steps_per_epoch:
-      num_steps = min(self.config.steps_per_loop, self.steps_per_epoch - step)
+      num_steps = min(self.config.run.steps_per_loop,
+                      self.steps_per_epoch - step)
       totals += self._train_loop(iterator, tf.constant(num_steps)).numpy()
       step += num_steps
       if not math.isfinite(totals[0]):
@@ -275,59 +201,140 @@ class Trainer:
       progress(step, totals)
     return totals[0] / totals[2], totals[1] / totals[2], totals[2]
 
-  def train(self):
-    """Trains from the last checkpoint to `epochs`; returns the last row."""
-    c = self.config
-    done = self.restore()
+  def evaluate(self):
+    """(loss, accuracy) on the whole test split, computed on this worker."""
+    if self._test_dataset is None:
+      self._test_dataset = self.dataset("test", shuffle=False, repeat=False)
+    totals = np.zeros(3)
+    for images, labels in self._test_dataset:
+      totals += self._compiled_eval(images, labels).numpy()
+    return totals[0] / totals[2], totals[1] / totals[2]
+
+  def _checkpoint_dir(self):
+    model_dir = self.config.run.model_dir
     if self.chief:
-      self.run_dir.truncate_metrics(done)
-    if done >= c.epochs:
-      self.log(f"{c.model_dir}: already trained for {done} epochs")
-      return (self.run_dir.read_metrics() or [{}])[-1]
-    if self.chief and done == 0:
-      self._log_input_images()
-    self.log(f"training {c.model} for epochs {done + 1}..{c.epochs}, "
-             f"{self.steps_per_epoch} steps of {c.batch_size} images each, "
-             f"{self.strategy.num_replicas_in_sync} replica(s)")
-    iterator = self._train_iterator(done)
-    row = {}
-    for epoch in range(done + 1, c.epochs + 1):
-      start = time.time()
-      train_loss, train_accuracy, images = self._train_epoch(epoch, iterator)
-      train_seconds = time.time() - start
-      test_loss, test_accuracy = self.evaluate()
-      row = {"epoch": epoch, "train_loss": train_loss,
-             "train_accuracy": train_accuracy, "test_loss": test_loss,
-             "test_accuracy": test_accuracy,
-             "lr": float(self.optimizer.learning_rate.numpy()),
-             "seconds": time.time() - start}
-      if self.chief:
-        self._end_epoch(epoch, row, images / train_seconds)
-      self._save_checkpoint(epoch)
-    return row
+      return os.path.join(model_dir, "checkpoints")
+    _, task_id = distribute.task_info(self.strategy)
+    return os.path.join(model_dir, f".worker{task_id}_checkpoints")
 
-  def _end_epoch(self, epoch, row, images_per_sec):
-    self.run_dir.append_metrics(row)
-    self.run_dir.write_status("running", epoch, row)
-    self.logger.scalars("train", epoch, {
-        "loss": row["train_loss"], "accuracy": row["train_accuracy"],
-        "learning_rate": row["lr"], "images_per_sec": images_per_sec})
-    self.logger.scalars("test", epoch, {"loss": row["test_loss"],
-                                        "accuracy": row["test_accuracy"]})
-    if self.config.histograms:
-      self._log_histograms(epoch)
-    self.log(f"epoch {epoch}/{self.config.epochs}: "
-             f"train_loss={row['train_loss']:.4f} "
-             f"train_accuracy={row['train_accuracy']:.4f} "
-             f"test_loss={row['test_loss']:.4f} "
-             f"test_accuracy={row['test_accuracy']:.4f} "
-             f"({row['seconds']:.1f}s, {images_per_sec:.0f} images/s)")
+  def restore(self):
+    """Restores the latest checkpoint; returns the number of completed epochs."""
+    latest = tf.train.latest_checkpoint(
+        os.path.join(self.config.run.model_dir, "checkpoints"))
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self._manager = tf.train.CheckpointManager(
+        self.checkpoint, self._checkpoint_dir(),
+        max_to_keep=self.config.run.keep_checkpoints)
+    return int(self.epoch.numpy())
 
-  def save_model(self):
-    """Writes model.keras (via a temporary name) on the chief."""
-    if not self.chief:
-      return
-    path = os.path.join(self.config.model_dir, "model.keras")
-    tmp = os.path.join(self.config.model_dir, "model.incomplete.keras")
+  def save_checkpoint(self, epoch):
+    self.epoch.assign(epoch)
+    self._manager.save(checkpoint_number=epoch)
+    if not self.chief:  # every worker saves (collectives); only the chief keeps
+      shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+
+  def save_model(self, path):
+    """Writes the model to `path` through a temporary name."""
+    tmp = path[:-len(".keras")] + ".incomplete.keras"
     self.model.save(tmp)
     os.replace(tmp, path)
+
+
+def train_and_evaluate(config, strategy, log=print):
+  """Trains and evaluates `config` in its run directory; returns the exit code.
+
+  The one owner of the run's life: refuses a diverged run or one with other
+  flags, writes config, flags and hparams, resumes from the last checkpoint,
+  writes each epoch's metrics, status and TensorBoard summaries, and the final
+  status (finished, diverged or failed) and model. Only the chief writes.
+  """
+  c = config
+  run_dir = run_dir_lib.RunDir(c.run.model_dir)
+  status = run_dir.read_status()
+  if status.get("status") == "diverged":
+    log(f"{c.run.model_dir} diverged in epoch {status.get('diverged_epoch')} "
+        "earlier; remove it to train again")
+    return run_dir_lib.EXIT_DIVERGED
+  run_dir.check_same_run(c)
+  trainer = Trainer(c, strategy)
+  chief = trainer.chief
+  if chief:
+    run_dir.write_config(c)
+    if not status:
+      hparams.write_hparams(c.run.model_dir, c.identity())
+  done = trainer.restore()
+  if chief:
+    run_dir.truncate_metrics(done)
+  logger = summaries.Logger(c.run.model_dir) if chief else summaries.NullLogger()
+  try:
+    row = _train_epochs(trainer, run_dir, logger, done, log)
+  except Diverged as e:
+    if chief:
+      rows = run_dir.read_metrics()
+      run_dir.write_status("diverged", e.epoch - 1, rows[-1] if rows else {},
+                           diverged_epoch=e.epoch)
+    log(f"diverged: the train loss is NaN/inf in epoch {e.epoch}; metrics of "
+        f"earlier epochs are in {run_dir.file(run_dir_lib.METRICS_FILENAME)}")
+    return run_dir_lib.EXIT_DIVERGED
+  except Exception:  # an unexpected failure: keep the traceback in the run
+    if chief:
+      rows = run_dir.read_metrics()
+      run_dir.write_status("failed", rows[-1]["epoch"] if rows else 0,
+                           rows[-1] if rows else {})
+      run_dir_lib.write_text_atomic(run_dir.file(run_dir_lib.ERROR_FILENAME),
+                                    traceback.format_exc())
+    raise
+  finally:
+    logger.close()
+  if chief:
+    trainer.save_model(run_dir.file(run_dir_lib.MODEL_FILENAME))
+    run_dir.write_status("finished", row.get("epoch", c.optim.epochs), row)
+  return run_dir_lib.EXIT_OK
+
+
+def _train_epochs(trainer, run_dir, logger, done, log):
+  """Epochs done+1..epochs; returns the last metrics row."""
+  c, chief = trainer.config, trainer.chief
+  epochs = c.optim.epochs
+  if done >= epochs:
+    log(f"{c.run.model_dir}: already trained for {done} epochs")
+    return (run_dir.read_metrics() or [{}])[-1]
+  if chief and done == 0:
+    batch = next(iter(trainer.dataset("train", shuffle=True, repeat=False,
+                                      epoch=0, normalize=False)))
+    logger.image_grid("train_images", batch[0].numpy())
+  log(f"training {c.model.name} for epochs {done + 1}..{epochs}, "
+      f"{trainer.steps_per_epoch} steps of {c.optim.batch_size} images each, "
+      f"{trainer.strategy.num_replicas_in_sync} replica(s)")
+  activations = None
+  if chief and c.run.histograms:
+    activations = summaries.ActivationProbe(trainer.model, next(iter(
+        trainer.dataset("train", shuffle=False, repeat=False,
+                        augment=False)))[0])
+  iterator = trainer.train_iterator(done)
+  row = {}
+  for epoch in range(done + 1, epochs + 1):
+    start = time.time()
+    progress = summaries.progress(c.run.progress if chief else "none",
+                                  trainer.steps_per_epoch)
+    train_loss, train_accuracy, images = trainer.train_epoch(epoch, iterator,
+                                                             progress)
+    images_per_sec = images / (time.time() - start)
+    test_loss, test_accuracy = trainer.evaluate()
+    row = {"epoch": epoch, "train_loss": train_loss,
+           "train_accuracy": train_accuracy, "test_loss": test_loss,
+           "test_accuracy": test_accuracy,
+           "lr": float(trainer.optimizer.learning_rate.numpy()),
+           "seconds": time.time() - start}
+    if chief:
+      run_dir.append_metrics(row)
+      run_dir.write_status("running", epoch, row)
+      logger.epoch(epoch, row, images_per_sec)
+      if activations is not None:
+        outputs = activations(epoch)
+        logger.histograms(epoch, outputs)
+        run_dir.append_activations(run_dir_lib.activation_rows(epoch, outputs))
+      log(summaries.epoch_line(row, epochs, images_per_sec))
+    trainer.save_checkpoint(epoch)
+  return row

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from tfcifar import cifar10
 from tfcifar.cifar10 import remove_if_exists
 from tfcifar.errors import DataError
 from tfcifar.errors import UserError
@@ -33,17 +34,9 @@ class ChecksumError(DataError):
   """A file's md5 differs from the expected one."""
 
 
-def md5_of_file(path):
-  digest = hashlib.md5()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(_BLOCK), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def check_md5(path, md5, name=None, actual=None):
   """Raises ChecksumError unless the md5 of `path` (or `actual`) is `md5`."""
-  actual = actual or md5_of_file(path)
+  actual = actual or cifar10.file_digest(path, "md5")
   if actual != md5.lower():
     raise ChecksumError(f"{name or path} has md5 {actual}, expected {md5}: "
                         "a corrupt copy or not the CIFAR-10 python archive")

@@ -6,23 +6,24 @@
 
 See `input_pipeline.make_dataset` for the arguments, `augment.augment_batch`
 for the augmentation and `corruptions.CORRUPTIONS` for Zhang et al.'s
-corruptions.
+corruptions. The names below are loaded on first use, so that
+`from tfcifar.data import corruptions` (numpy only) loads no TensorFlow.
 """
 
-from tfcifar.data.augment import augment_batch
-from tfcifar.data.corruptions import CORRUPTIONS
-from tfcifar.data.corruptions import validate_corruption
-from tfcifar.data.input_pipeline import clear_cache
-from tfcifar.data.input_pipeline import make_dataset
-from tfcifar.data.input_pipeline import NORMALIZATIONS
-from tfcifar.data.input_pipeline import normalization_stats
-from tfcifar.data.input_pipeline import split_arrays
-from tfcifar.data.input_pipeline import split_size
-from tfcifar.data.input_pipeline import steps_per_epoch
-from tfcifar.data.input_pipeline import validate_normalization
+import importlib
 
-__all__ = [
-    "augment_batch", "CORRUPTIONS", "validate_corruption", "clear_cache",
-    "make_dataset", "NORMALIZATIONS", "normalization_stats", "split_arrays",
-    "split_size", "steps_per_epoch", "validate_normalization",
-]
+_EXPORTS = {
+    "augment_batch": "augment", "CORRUPTIONS": "corruptions",
+    "validate_corruption": "corruptions", "clear_cache": "input_pipeline",
+    "make_dataset": "input_pipeline", "NORMALIZATIONS": "input_pipeline",
+    "normalization_stats": "input_pipeline", "split_arrays": "input_pipeline",
+    "split_size": "input_pipeline", "steps_per_epoch": "input_pipeline",
+    "validate_normalization": "input_pipeline",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -27,21 +27,27 @@ per-activation draws (m, s) differ between replicas, so the noise is what one
 device would draw for the global batch.
 """
 
+import dataclasses
 import random
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from tfcifar.config import check_values
+from tfcifar.config import ModelConfig
 from tfcifar.models import batchnorm
 
 # Algorithm 1's constants (Appendix A.2.1): n_mu, n_sigma (the ranges of the
 # per-step channel shift and scale) and r_mu, r_sigma (the per-activation
-# jitter: half-width of m's uniform range, standard deviation of s).
-DEFAULT_NOISE_MEAN = 0.5
-DEFAULT_NOISE_STD = 1.25
-DEFAULT_NOISE_MEAN_JITTER = 0.1
-DEFAULT_NOISE_STD_JITTER = 0.1
+# jitter: half-width of m's uniform range, standard deviation of s). They are
+# the defaults of the config's fields, where their bounds are checked.
+_NOISE_FIELDS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                 if f.name.startswith("noise_")}
+DEFAULT_NOISE_MEAN = _NOISE_FIELDS["noise_mean"]
+DEFAULT_NOISE_STD = _NOISE_FIELDS["noise_std"]
+DEFAULT_NOISE_MEAN_JITTER = _NOISE_FIELDS["noise_mean_jitter"]
+DEFAULT_NOISE_STD_JITTER = _NOISE_FIELDS["noise_std_jitter"]
 
 _INT32_MAX = 2**31 - 1
 
@@ -169,12 +175,9 @@ class NoisyBatchNormalization(batchnorm.BatchNormalization):
                noise_mean_jitter=DEFAULT_NOISE_MEAN_JITTER,
                noise_std_jitter=DEFAULT_NOISE_STD_JITTER, seed=None, **kwargs):
     super().__init__(**kwargs)
-    for name, value, low in (("noise_mean", noise_mean, 0.0),
-                             ("noise_std", noise_std, 1.0),
-                             ("noise_mean_jitter", noise_mean_jitter, 0.0),
-                             ("noise_std_jitter", noise_std_jitter, 0.0)):
-      if not value >= low:
-        raise ValueError(f"{name} must be >= {low:g}, got {value}")
+    check_values(ModelConfig, noise_mean=noise_mean, noise_std=noise_std,
+                 noise_mean_jitter=noise_mean_jitter,
+                 noise_std_jitter=noise_std_jitter)
     self.noise_mean = float(noise_mean)
     self.noise_std = float(noise_std)
     self.noise_mean_jitter = float(noise_mean_jitter)

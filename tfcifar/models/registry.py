@@ -1,7 +1,5 @@
 """The model registry: name -> builder(ModelConfig) -> keras.Model."""
 
-from tfcifar.errors import UserError
-
 MODELS = {}
 
 
@@ -18,9 +16,6 @@ def register_model(name):
 
 
 def build_model(cfg):
-  """Builds the functional Keras model `cfg.name` (UserError if unknown)."""
-  builder = MODELS.get(cfg.name)
-  if builder is None:
-    raise UserError(f"unknown model {cfg.name!r}; known models: "
-                    f"{', '.join(sorted(MODELS))}")
-  return builder(cfg)
+  """Builds the functional Keras model `cfg.name` (a ModelConfig checks that
+  the name is registered)."""
+  return MODELS[cfg.name](cfg)

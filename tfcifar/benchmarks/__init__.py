@@ -1,0 +1,8 @@
+"""Benchmarks, each runnable as `python -m tfcifar.benchmarks.<name>`.
+
+  convert  the conversion tool, images/s (official format and JPEG folders)
+  input    the tf.data pipeline against a naive per-image pipeline
+  train    our training loop (XLA on/off) against Keras `model.fit`
+
+Each prints its numbers; its last line is a JSON object.
+"""
