@@ -21,6 +21,9 @@ setuptools.setup(
     entry_points={"console_scripts": [
         "tfcifar-train = tfcifar.train:entry_point",
         "tfcifar-convert = tfcifar.convert.cli:entry_point",
+        "tfcifar-evaluate = tfcifar.evaluate:entry_point",
+        "tfcifar-visualize = tfcifar.visualize:entry_point",
+        "tfcifar-probe = tfcifar.probe:entry_point",
     ]},
     install_requires=[
         "keras>=3.0",
@@ -31,13 +34,6 @@ setuptools.setup(
         "tensorboard",
         "tensorflow-datasets",
     ],
-    entry_points={
-        "console_scripts": [
-            "tfcifar-evaluate=tfcifar.evaluate:entry_point",
-            "tfcifar-visualize=tfcifar.visualize:entry_point",
-            "tfcifar-probe=tfcifar.probe:entry_point",
-        ],
-    },
     extras_require={
         # TensorFlow itself comes from one of these two extras, so that CPU
         # users do not download the CUDA wheels and GPU users get them.

@@ -121,15 +121,6 @@ def read_metrics(path):
   return sorted(run_dir_lib.read_csv_rows(path), key=lambda r: r["epoch"])
 
 
-def read_activations(path):
-  """activations.csv rows (epoch int, layer str, percentiles float), or []."""
-  if not os.path.exists(path):
-    return []
-  with open(path, newline="") as f:
-    return [{k: (int(v) if k == "epoch" else v if k == "layer" else _number(v))
-             for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def read_run(path, key, label):
   """The RunData of a run directory, or None when it has no metrics/status."""
   metrics = os.path.join(path, run_dir_lib.METRICS_FILENAME)
@@ -145,8 +136,8 @@ def read_run(path, key, label):
     except ValueError:
       raise cli.UsageError(f"{status_path} is not valid JSON") from None
   return RunData(key, label, rows, status,
-                 activations=read_activations(
-                     os.path.join(path, "activations.csv")))
+                 activations=run_dir_lib.read_csv_rows(
+                     os.path.join(path, run_dir_lib.ACTIVATIONS_FILENAME)))
 
 
 def seed_dirs(path):

@@ -62,7 +62,7 @@ def load_run_config(model_dir):
     raise UserError(f"{path} does not hold a JSON object")
   known = set(config_lib.field_names())
   try:
-    return config_lib.TrainConfig(
+    return config_lib.TrainConfig.from_flat(
         **{k: v for k, v in saved.items() if k in known})
   except (TypeError, ValueError) as e:
     raise UserError(f"{path}: {e}") from None
@@ -70,12 +70,12 @@ def load_run_config(model_dir):
 
 def model_name(config):
   """The registered model name of the run ("vgglike", ...)."""
-  return config.model
+  return config.model.name
 
 
 def data_dir_of(config, data_dir=None):
   """`data_dir` when given, else the run's own data directory."""
-  return data_dir or config.data_dir
+  return data_dir or config.data.data_dir
 
 
 # --- the model ---------------------------------------------------------------
@@ -120,9 +120,9 @@ def build_model(config):
   from tfcifar import models  # pylint: disable=g-import-not-at-top
   previous = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(
-      "mixed_float16" if config.mixed_precision else "float32")
+      "mixed_float16" if config.run.mixed_precision else "float32")
   try:
-    return models.build_model(config.model_config())
+    return models.build_model(config.model)
   finally:
     keras.mixed_precision.set_global_policy(previous)
 
@@ -146,8 +146,8 @@ def _restore_checkpoint(path, config):
 def max_examples(config, split, limit=None):
   """Examples of `split` the analysis reads: the run's own subset, capped by
   `limit` (None or 0: no cap)."""
-  run_limit = (config.max_train_examples if split == "train"
-               else config.max_test_examples) or None
+  run_limit = (config.data.max_train_examples if split == "train"
+               else config.data.max_test_examples) or None
   limits = [n for n in (run_limit, limit) if n]
   return min(limits) if limits else None
 
@@ -161,9 +161,9 @@ def dataset(config, split, data_dir=None, batch_size=256, limit=None):
   """
   return data.make_dataset(
       data_dir_of(config, data_dir), split, batch_size=batch_size,
-      augment=False, corrupt=config.corrupt, corrupt_prob=config.corrupt_prob,
-      seed=config.seed, shuffle=False, repeat=False,
-      normalization=config.normalization,
+      augment=False, corrupt=config.data.corrupt,
+      corrupt_prob=config.data.corrupt_prob, seed=config.optim.seed,
+      shuffle=False, repeat=False, normalization=config.data.normalization,
       max_examples=max_examples(config, split, limit), drop_remainder=False)
 
 
@@ -175,13 +175,13 @@ def true_labels(config, split, data_dir=None, limit=None):
 
 def is_label_corruption(config):
   """Whether the run trained on randomly changed labels (--corrupt=labels)."""
-  return config.corrupt == "labels"
+  return config.data.corrupt == "labels"
 
 
 def pixel_stats(config, data_dir=None):
   """(mean[3], std[3]) in 0..255 units: pixels = inputs * std + mean."""
-  data.validate_normalization(config.normalization)
-  mean, std = data.NORMALIZATIONS[config.normalization](
+  data.validate_normalization(config.data.normalization)
+  mean, std = data.NORMALIZATIONS[config.data.normalization](
       data_dir_of(config, data_dir))
   return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
