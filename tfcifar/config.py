@@ -29,6 +29,12 @@ class TrainConfig:
   width_multiplier: float = 1.0     # scales every layer width
   vgg_stages: str = "vgg16"         # vgg11|13|16|19 or "64,64,M,128,M,..."
   weight_decay: float = 1e-4        # loss += weight_decay * sum(w**2) / 2
+  dropout: float = 0.5              # rate of the dropout layers (models with them)
+  aux_heads: bool = False           # googlenet: auxiliary classifiers, weight 0.3
+  resnet_depth: int = 20            # resnet: 6n+2 layers
+  stochastic_depth: bool = False    # resnet: survival 1 -> 0.5 (Huang et al. 2016)
+  bagnet_patch: int = 9             # bagnet: receptive field, pixels (3|5|9|17)
+  mlp_units: str = "512"            # mlp: hidden widths, e.g. "512,512,512"
   # Data.
   data_dir: str = ""                # TFRecords; "" = standard location or sample
   augment: bool = False             # reflect-pad-4 random crop 32 + h-flip
@@ -74,7 +80,21 @@ class TrainConfig:
         noise_mean_jitter=self.noise_mean_jitter,
         noise_std_jitter=self.noise_std_jitter,
         width_multiplier=self.width_multiplier, vgg_stages=self.vgg_stages,
-        weight_decay=self.weight_decay)
+        weight_decay=self.weight_decay, dropout=self.dropout,
+        aux_heads=self.aux_heads, resnet_depth=self.resnet_depth,
+        stochastic_depth=self.stochastic_depth,
+        bagnet_patch=self.bagnet_patch,
+        mlp_units=parse_units(self.mlp_units, "--mlp_units"))
+
+
+def parse_units(text, flag):
+  """'512,512' -> (512, 512); UserError naming `flag` if not widths."""
+  from tfcifar.errors import UserError  # pylint: disable=g-import-not-at-top
+  tokens = [t.strip() for t in str(text).split(",")]
+  if not all(t.isdigit() and int(t) > 0 for t in tokens):
+    raise UserError(f"{flag} must be comma-separated positive widths such as "
+                    f"512,512,512, got {text!r}")
+  return tuple(int(t) for t in tokens)
 
 
 def field_names():

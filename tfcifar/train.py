@@ -44,6 +44,21 @@ flags.DEFINE_string("vgg_stages", _D.vgg_stages, "vgg11|vgg13|vgg16|vgg19 or "
                     "a spec such as 64,64,M,128,128,M (M = max-pool).")
 flags.DEFINE_float("weight_decay", _D.weight_decay,
                    "L2 on conv/dense kernels: loss += wd * sum(w**2) / 2.")
+flags.DEFINE_float("dropout", _D.dropout, "Rate of the dropout layers of the "
+                   "models that have them (cnn, cnn_bn, vgg_dropout: its "
+                   "per-stage dropout is half of it, googlenet); 0 removes "
+                   "them. The other models have no dropout.")
+flags.DEFINE_boolean("aux_heads", _D.aux_heads, "googlenet: the two "
+                     "auxiliary classifiers, loss weight 0.3, training only.")
+flags.DEFINE_integer("resnet_depth", _D.resnet_depth, "resnet: depth 6n+2 "
+                     "(20, 32, 44, 56, 74, 110).")
+flags.DEFINE_boolean("stochastic_depth", _D.stochastic_depth, "resnet: "
+                     "stochastic depth (Huang et al. 2016), survival "
+                     "probability falling linearly from 1 to 0.5.")
+flags.DEFINE_integer("bagnet_patch", _D.bagnet_patch, "bagnet: receptive "
+                     "field of the per-location logits, pixels (3, 5, 9, 17).")
+flags.DEFINE_string("mlp_units", _D.mlp_units, "mlp: hidden widths, e.g. 512 "
+                    "or 512,512,512.")
 # Data.
 flags.DEFINE_string("data_dir", _D.data_dir, "Converted CIFAR-10 TFRecords. "
                     "Default: the standard location if converted data is "
@@ -146,6 +161,7 @@ def validate(config):
   for ok, message in checks:
     if not ok:
       raise errors.UserError(message)
+  config.model_config()  # the model's own checks (UserError naming the flag)
   data.validate_corruption(config.corrupt, config.corrupt_prob)
 
 

@@ -29,6 +29,15 @@ class ModelConfig:
       conv and dense kernels.
     num_classes: number of logits.
     input_shape: image shape, channels last.
+    dropout: rate of the dropout layers of the models that have them (cnn,
+      cnn_bn, vgg_dropout, googlenet); 0 removes them. Others ignore it.
+    aux_heads: googlenet's two auxiliary classifiers (loss weight 0.3,
+      training only).
+    resnet_depth: depth 6n+2 of the CIFAR ResNet (n blocks per stage).
+    stochastic_depth: resnet blocks survive with a probability falling
+      linearly from 1 to 0.5 (Huang et al. 2016); scaled at test time.
+    bagnet_patch: receptive field of bagnet's per-location logits (pixels).
+    mlp_units: hidden widths of the mlp.
   """
 
   name: str = "vgglike"
@@ -44,11 +53,18 @@ class ModelConfig:
   weight_decay: float = 1e-4
   num_classes: int = 10
   input_shape: tuple = (32, 32, 3)
+  dropout: float = 0.5
+  aux_heads: bool = False
+  resnet_depth: int = 20
+  stochastic_depth: bool = False
+  bagnet_patch: int = 9
+  mlp_units: tuple = (512,)
 
   def __post_init__(self):
     # Lists from JSON/flags become tuples, so the config stays hashable.
     object.__setattr__(self, "dense_units", tuple(self.dense_units))
     object.__setattr__(self, "input_shape", tuple(self.input_shape))
+    object.__setattr__(self, "mlp_units", tuple(self.mlp_units))
     for problem in _problems(self):
       raise UserError(problem)
 
@@ -73,3 +89,29 @@ def _problems(cfg):
     yield f"dense_units must be positive, got {cfg.dense_units}"
   if cfg.num_classes < 1:
     yield f"--num_classes must be >= 1, got {cfg.num_classes}"
+  yield from _zoo_problems(cfg)
+
+
+BAGNET_PATCHES = (3, 5, 9, 17)
+# Flags that only some models read: (flag, is set, the models that read it).
+MODEL_SPECIFIC = (
+    ("--aux_heads", lambda c: c.aux_heads, ("googlenet",)),
+    ("--stochastic_depth", lambda c: c.stochastic_depth, ("resnet",)),
+)
+
+
+def _zoo_problems(cfg):
+  """The zoo's flags: ranges, and model-specific flags on other models."""
+  if not 0 <= cfg.dropout < 1:
+    yield f"--dropout must be in [0, 1), got {cfg.dropout}"
+  if cfg.resnet_depth < 8 or (cfg.resnet_depth - 2) % 6:
+    yield (f"--resnet_depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110), "
+           f"got {cfg.resnet_depth}")
+  if cfg.bagnet_patch not in BAGNET_PATCHES:
+    yield (f"--bagnet_patch must be one of "
+           f"{', '.join(map(str, BAGNET_PATCHES))}, got {cfg.bagnet_patch}")
+  if not cfg.mlp_units or any(int(u) < 1 for u in cfg.mlp_units):
+    yield f"--mlp_units must be positive widths, got {cfg.mlp_units}"
+  for flag, is_set, names in MODEL_SPECIFIC:
+    if is_set(cfg) and cfg.name not in names:
+      yield f"{flag} applies to --model={'/'.join(names)}, not {cfg.name}"
