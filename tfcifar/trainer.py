@@ -82,18 +82,33 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
   averaged over replicas) and applies the gradients; the optimizer sums them
   over replicas (all-reduce) outside the compiled function.
 
+  A model with auxiliary classifiers (GoogLeNet's `--aux_heads`) is run
+  through `models.training_outputs`: each auxiliary head's cross-entropy,
+  times its weight, is added to the loss; the sums report the main logits.
+
   Returns [sum of cross-entropy, number correct, number of examples] of the
   replica's batch.
   """
+  model, aux_weights = models.training_outputs(model)
+
+  def forward(trainable, non_trainable, images, labels):
+    """(loss without weight decay, new non-trainable values, metric sums)."""
+    outputs, new_non_trainable = model.stateless_call(
+        trainable, non_trainable, images, training=True)
+    logits, aux_logits = ((outputs[0], outputs[1:]) if aux_weights
+                          else (outputs, ()))
+    losses, sums = _metric_sums(labels, logits)
+    loss = tf.reduce_sum(losses)
+    for weight, aux in zip(aux_weights, aux_logits):
+      loss += weight * tf.reduce_sum(_metric_sums(labels, aux)[0])
+    return loss / global_batch, new_non_trainable, sums
 
   @tf.function(jit_compile=jit_compile)
   def gradients(trainable, non_trainable, images, labels):
     with tf.GradientTape() as tape:
       tape.watch(trainable)
-      logits, new_non_trainable = model.stateless_call(
-          trainable, non_trainable, images, training=True)
-      losses, sums = _metric_sums(labels, logits)
-      loss = tf.reduce_sum(losses) / global_batch
+      loss, new_non_trainable, sums = forward(trainable, non_trainable,
+                                              images, labels)
       # Weight decay once per replica: gradients are summed over replicas.
       loss += models.weight_decay_loss(model, trainable) / num_replicas
       if mixed_precision:
