@@ -117,6 +117,22 @@ class ModelConfig(_Section):
                            "as 64,64,M,128,128,M (M = max-pool).")
   weight_decay: float = option(1e-4, "L2 on conv/dense kernels: loss += wd * "
                                "sum(w**2) / 2.", low=0)
+  dropout: float = option(0.5, "Rate of the dropout layers of the models "
+                          "that have them (cnn, cnn_bn, vgg_dropout: its "
+                          "per-stage dropout is half of it, googlenet); 0 "
+                          "removes them. The other models have no dropout.",
+                          low=0)
+  aux_heads: bool = option(False, "googlenet: the two auxiliary classifiers, "
+                           "loss weight 0.3, training only.")
+  resnet_depth: int = option(20, "resnet: depth 6n+2 (20, 32, 44, 56, 74, "
+                             "110).", low=8)
+  stochastic_depth: bool = option(False, "resnet: stochastic depth (Huang et "
+                                  "al. 2016), survival probability falling "
+                                  "linearly from 1 to 0.5.")
+  bagnet_patch: int = option(9, "bagnet: receptive field of the per-location "
+                             "logits, pixels.", choices=(3, 5, 9, 17))
+  mlp_units: str = option("512", "mlp: hidden widths, e.g. 512 or "
+                          "512,512,512.")
   dense_units: tuple = option((512, 512), "Hidden dense widths.", flag=False)
   num_classes: int = option(10, "Number of logits.", low=1, flag=False)
   input_shape: tuple = option((32, 32, 3), "Image shape, channels last.",
@@ -133,6 +149,30 @@ class ModelConfig(_Section):
       yield "--noise needs --bn: noisy BatchNorm adds its noise after BatchNorm"
     if any(int(u) < 1 for u in self.dense_units):
       yield f"dense_units must be positive, got {self.dense_units}"
+    if not self.dropout < 1:
+      yield f"--dropout must be < 1, got {self.dropout}"
+    if (self.resnet_depth - 2) % 6:
+      yield (f"--resnet_depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110), "
+             f"got {self.resnet_depth}")
+    tokens = [t.strip() for t in str(self.mlp_units).split(",")]
+    if not all(t.isdigit() and int(t) > 0 for t in tokens):
+      yield (f"--mlp_units must be comma-separated positive widths such as "
+             f"512,512,512, got {self.mlp_units!r}")
+    for flag, is_set, names in MODEL_SPECIFIC_FLAGS:
+      if is_set(self) and self.name not in names:
+        yield f"--{flag} applies to --model={'/'.join(names)}, not {self.name}"
+
+  @property
+  def mlp_widths(self):
+    """--mlp_units as a tuple of widths."""
+    return tuple(int(t) for t in str(self.mlp_units).split(","))
+
+
+# Flags that only some models read: (flag, is set, the models that read it).
+MODEL_SPECIFIC_FLAGS = (
+    ("aux_heads", lambda c: c.aux_heads, ("googlenet",)),
+    ("stochastic_depth", lambda c: c.stochastic_depth, ("resnet",)),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +327,7 @@ def define_flags(flag_values=None):
     help_text = f.metadata["help"]
     choices = f.metadata["choices"]
     if isinstance(choices, tuple):
-      help_text += f" One of: {', '.join(choices)}."
+      help_text += f" One of: {', '.join(str(c) for c in choices)}."
     getattr(flags, _DEFINE[kind])(name, f.default, help_text,
                                   flag_values=flag_values)
 

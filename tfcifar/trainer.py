@@ -87,23 +87,39 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
   averaged over replicas) and applies the gradients; the optimizer sums them
   over replicas (all-reduce) outside the compiled function.
 
+  A model with auxiliary classifiers (GoogLeNet's `--aux_heads`) is run
+  through `models.training_outputs`: each auxiliary head's cross-entropy,
+  times its weight, is added to the loss; the sums report the main logits.
+
   Returns [sum of cross-entropy, number correct, number of examples] of the
   replica's batch.
   """
+  model, aux_weights = models.training_outputs(model)
+
+  def forward(trainable, non_trainable, images, labels):
+    """(loss, new non-trainable values, metric sums); the loss includes the
+    weight decay (the kernels' L2 regularisers at the values passed) once
+    per replica, since gradients are summed over replicas."""
+    outputs, new_non_trainable, regularizers = model.stateless_call(
+        trainable, non_trainable, images, training=True, return_losses=True)
+    logits, aux_logits = ((outputs[0], outputs[1:]) if aux_weights
+                          else (outputs, ()))
+    losses, sums = _metric_sums(labels, logits)
+    loss = tf.reduce_sum(losses)
+    for weight, aux in zip(aux_weights, aux_logits):
+      loss += weight * tf.reduce_sum(_metric_sums(labels, aux)[0])
+    loss /= global_batch
+    if regularizers:
+      loss += tf.add_n([tf.cast(r, tf.float32) for r in regularizers]) / (
+          num_replicas)
+    return loss, new_non_trainable, sums
 
   @tf.function(jit_compile=jit_compile)
   def gradients(trainable, non_trainable, images, labels):
     with tf.GradientTape() as tape:
       tape.watch(trainable)
-      logits, new_non_trainable, regularizers = model.stateless_call(
-          trainable, non_trainable, images, training=True, return_losses=True)
-      losses, sums = _metric_sums(labels, logits)
-      loss = tf.reduce_sum(losses) / global_batch
-      # Weight decay (the kernels' L2 regularisers, at the values passed) once
-      # per replica: gradients are summed over replicas.
-      if regularizers:
-        loss += tf.add_n([tf.cast(r, tf.float32) for r in regularizers]) / (
-            num_replicas)
+      loss, new_non_trainable, sums = forward(trainable, non_trainable,
+                                              images, labels)
       if mixed_precision:
         loss = optimizer.scale_loss(loss)
     return tape.gradient(loss, trainable), new_non_trainable, sums

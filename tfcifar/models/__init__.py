@@ -6,11 +6,18 @@
   models.post_bn_activations_model(model)  # {block: pre-ReLU activations}
 
 Builders register with `@models.register_model("name")`. Importing this
-package registers `NoisyBatchNormalization` for `keras.saving.load_model`.
+package registers the zoo (`sequential`, `resnet`, `inception`) and the
+custom layers (`NoisyBatchNormalization`, ...) for `keras.saving.load_model`.
+`models.training_outputs(model)` gives the trainer a model's auxiliary logits
+(GoogLeNet's `--aux_heads`) and their loss weights.
 """
 
+from tfcifar.models import inception  # noqa: F401  (registers the zoo)
+from tfcifar.models import resnet  # noqa: F401
+from tfcifar.models import sequential  # noqa: F401
 from tfcifar.models import vgglike  # noqa: F401  (registers "vgglike")
 from tfcifar.config import ModelConfig
+from tfcifar.models.auxiliary import training_outputs
 from tfcifar.models.noisy_batchnorm import add_channel_noise
 from tfcifar.models.noisy_batchnorm import NoisyBatchNormalization
 from tfcifar.models.probes import normalization_layers
@@ -22,5 +29,5 @@ from tfcifar.models.registry import register_model
 __all__ = [
     "MODELS", "ModelConfig", "NoisyBatchNormalization", "add_channel_noise",
     "build_model", "normalization_layers", "post_bn_activations_model",
-    "register_model",
+    "register_model", "training_outputs",
 ]
