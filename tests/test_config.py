@@ -80,7 +80,7 @@ def test_sections_are_nested_and_frozen():
     (dict(momentum=-0.5), "--momentum must be >= 0"),
     (dict(optimizer="rmsprop"), "--optimizer=rmsprop is not one of sgd"),
     (dict(progress="loud"), "--progress=loud"),
-    (dict(model="resnet9000"), "--model=resnet9000 is not one of vgglike"),
+    (dict(model="resnet9000"), "--model=resnet9000 is not one of .*vgglike"),
     (dict(corrupt="blur"), "--corrupt"),
     (dict(corrupt_prob=0.5), "--corrupt_prob=0.5 needs --corrupt=labels"),
     (dict(bn=True, noise=True, noise_std=0.9), "--noise_std must be >= 1"),
