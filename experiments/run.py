@@ -104,6 +104,15 @@ def expand_flagfiles(args, cwd):
     os.chdir(old)
 
 
+def _integer(value, name):
+  """int(value) (None stays None), else a one-line UsageError."""
+  try:
+    return int(value) if value is not None else None
+  except ValueError:
+    raise cli.UsageError(f"--{name}={value} is not an integer (in "
+                         "--trainer_flags or a flagfile)") from None
+
+
 def flag_value(args, name):
   """The last value of --name=VALUE in (expanded) `args`, or None."""
   value = None
@@ -187,7 +196,7 @@ def make_jobs(study_names, runs_dir, smoke=False, data_dir="", trainer="",
             key=run.key if seed is None else f"{run.key}/seed{seed}",
             command=trainer_command(trainer) + args,
             log_path=model_dir + ".log",
-            epochs=int(epochs) if epochs is not None else None))
+            epochs=_integer(epochs, "epochs")))
   if patterns and not jobs:
     raise cli.UsageError(f"--runs={','.join(patterns)} matches no run of "
                          f"{', '.join(s.name for s in study_names)}")

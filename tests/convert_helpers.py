@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tfcifar import cifar10
 from tfcifar import convert
-from tfcifar.convert import sources
+from tfcifar.convert import tar
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -155,7 +155,7 @@ def write_bytes(path, data):
 def make_image_dir(root, per_class=2, sample_jpegs=True):
   """PNGs of random pixels plus real JPEGs; returns the expected multiset."""
   rng = np.random.RandomState(3)
-  members = dict(sources.tar_members(convert.SAMPLE_ARCHIVE))
+  members = tar.read_members(convert.SAMPLE_ARCHIVE)
   want = {split: ([], []) for split in cifar10.SPLITS}
   for split in cifar10.SPLITS:
     for label, name in enumerate(cifar10.CLASS_NAMES):

@@ -16,8 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The user's contract: every flag of `python -m tfcifar.train`, in the order
 # of config.json and flags.txt; the second set may change on resume.
 FLAG_NAMES = (
-    "model bn noise noise_mean noise_std noise_mean_jitter noise_std_jitter "
-    "width_multiplier vgg_stages weight_decay dropout aux_heads resnet_depth "
+    "model bn bn_momentum noise noise_mean noise_std noise_mean_jitter "
+    "noise_std_jitter width_multiplier vgg_stages weight_decay dropout aux_heads resnet_depth "
     "stochastic_depth bagnet_patch mlp_units data_dir augment corrupt "
     "corrupt_prob normalization max_train_examples max_test_examples "
     "optimizer lr momentum batch_size epochs seed model_dir strategy "

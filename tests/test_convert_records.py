@@ -14,7 +14,7 @@ from convert_helpers import (  # noqa: F401
     assert_same_multiset, quiet_run)
 from tfcifar import cifar10
 from tfcifar import convert
-from tfcifar.convert import sources
+from tfcifar.convert import tar
 from tfcifar.convert import workers as workers_lib
 
 
@@ -89,7 +89,7 @@ def test_batch_encoder_writes_slim_examples():
 
 
 def test_bundled_sample_decodes_to_its_real_images(sample_data_dir):
-  members = dict(sources.tar_members(convert.SAMPLE_ARCHIVE))
+  members = tar.read_members(convert.SAMPLE_ARCHIVE)
   manifest = cifar10.read_manifest(sample_data_dir)
   for split, per_class in (("train", 200), ("test", 50)):
     want = [(np.asarray(Image.open(io.BytesIO(bytes(data))).convert("RGB")),

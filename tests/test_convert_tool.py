@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from convert_helpers import (  # noqa: F401
-    expected_official, official_archive, assert_records_equal,
-    assert_nothing_finished, _truncated)
+    expected_official, official_archive, official_files, write_tar,
+    assert_records_equal, assert_nothing_finished, _truncated)
 from tfcifar import cifar10
 
 
@@ -21,6 +21,7 @@ TOOLS = {
     "unwritable": [os.path.join(os.path.dirname(sys.executable),
                                 "tfcifar-convert")],
     "ok": [sys.executable, "-m", "tfcifar.convert"],
+    "bad_header": [sys.executable, "-m", "tfcifar.convert"],
 }
 
 
@@ -29,8 +30,14 @@ def tool_runs(tmp_path_factory, official_archive):
   """Runs the tool on a few cases at once (each process imports TF)."""
   tmp = tmp_path_factory.mktemp("tool")
   truncated = _truncated(tmp)["archive"]
+  bad_header = bytearray(open(write_tar(tmp / "plain.tar", official_files(),
+                                        mode="w"), "rb").read())
+  bad_header[512 + 148] ^= 0x01  # the checksum of the second header
+  (tmp / "bad_header.tar").write_bytes(bytes(bad_header))
   (tmp / "a_file").write_text("x")
   cases = {
+      "bad_header": [f"--archive={tmp}/bad_header.tar",
+                     f"--dataset_dir={tmp}/bad_header"],
       "truncated": [f"--archive={truncated}", f"--dataset_dir={tmp}/bad"],
       "unwritable": [f"--archive={official_archive}",
                      f"--dataset_dir={tmp}/a_file/out"],
@@ -56,6 +63,7 @@ def tool_runs(tmp_path_factory, official_archive):
 @pytest.mark.parametrize("case,message", [
     ("truncated", "cut.tar.gz is truncated"),
     ("unwritable", "a_file/out is not writable"),
+    ("bad_header", "bad_header.tar is not a tar archive (bad header checksum at byte 512)"),
 ])
 def test_tool_errors_are_one_line(tool_runs, case, message):
   tmp, results = tool_runs
@@ -65,8 +73,9 @@ def test_tool_errors_are_one_line(tool_runs, case, message):
   lines = stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), stderr
   assert message in lines[0]
-  if case == "truncated":
-    assert_nothing_finished(str(tmp / "bad"))
+  if case in ("truncated", "bad_header"):
+    assert_nothing_finished(str(tmp / ("bad" if case == "truncated"
+                                       else case)))
 
 
 def test_tool_converts(tool_runs):

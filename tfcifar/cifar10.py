@@ -258,6 +258,8 @@ def read_manifest(data_dir):
       manifest = json.load(f)
   except ValueError as e:
     raise DataError(f"{path} is not valid JSON: {e}") from None
+  if not isinstance(manifest, dict):
+    raise DataError(f"{path} is not a JSON object")
   if manifest.get("format") != MANIFEST_FORMAT:
     raise DataError(f"{path} has format {manifest.get('format')!r}, expected "
                     f"{MANIFEST_FORMAT!r}")

@@ -14,13 +14,14 @@ up in their registries only when a config is checked.
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 from tfcifar.errors import UserError
 
 
 def option(default, help, *, low=None, above=None, high=None, choices=None,
-           flag=None, runtime=False):
+           flag=None, runtime=False, path=False):
   """A config field with its flag's metadata.
 
   Args:
@@ -30,10 +31,16 @@ def option(default, help, *, low=None, above=None, high=None, choices=None,
     choices: allowed values, or a function returning them (a registry).
     flag: the flag name (default: the field name); False: not a flag.
     runtime: how the run runs, not what it computes: may change on resume.
+    path: a file or directory: `~` and $VARIABLES are expanded.
   """
   return dataclasses.field(default=default, metadata=dict(
       help=help, low=low, above=above, high=high, choices=choices,
-      flag=flag, runtime=runtime))
+      flag=flag, runtime=runtime, path=path))
+
+
+def expand_path(path):
+  """`path` with `~` and $VARIABLES expanded (the shell does not after '=')."""
+  return os.path.expandvars(os.path.expanduser(path)) if path else path
 
 
 def flag_name(f):
@@ -75,10 +82,13 @@ def check_values(section, **values):
 
 
 class _Section:
-  """Checks every field's bounds, then the section's own `_rules()`."""
+  """Expands paths, checks every field's bounds, then the section's own
+  `_rules()`."""
 
   def __post_init__(self):
     for f in dataclasses.fields(self):
+      if f.metadata["path"]:
+        object.__setattr__(self, f.name, expand_path(getattr(self, f.name)))
       for problem in _bound_problems(f, getattr(self, f.name)):
         raise UserError(problem)
     for problem in self._rules():
@@ -99,6 +109,11 @@ class ModelConfig(_Section):
   name: str = option("vgglike", "Model name (tfcifar.models.MODELS).",
                      choices=_model_names, flag="model")
   bn: bool = option(False, "BatchNorm before every hidden ReLU.")
+  bn_momentum: float = option(0.99, "Momentum of BatchNorm's moving mean and "
+                              "variance (used at test time): 0.99 as in TF1 "
+                              "and Keras; 0.9 is PyTorch's (its momentum=0.1)"
+                              ". Lower converges in fewer steps.", low=0,
+                              high=1)
   noise: bool = option(False, "Noisy BatchNorm (needs --bn), Santurkar et al. "
                        "2018, Algorithm 1: after BN, a <- s*a + m with a "
                        "per-step channel shift mu and scale sigma and a "
@@ -180,7 +195,7 @@ class DataConfig(_Section):
   """Which images, how they are changed, how many."""
   data_dir: str = option("", "Converted CIFAR-10 TFRecords. Default: the "
                          "standard location if converted data is there, else "
-                         "the bundled sample.", runtime=True)
+                         "the bundled sample.", runtime=True, path=True)
   augment: bool = option(False, "Reflect-pad-4 random crop 32 and "
                          "horizontal flip.")
   corrupt: Optional[str] = option(None, "Dataset corruption: labels, "
@@ -224,7 +239,8 @@ class OptimConfig(_Section):
 class RunConfig(_Section):
   """How a run runs: where, on what devices, what it logs."""
   model_dir: str = option("", "Run directory. Default: "
-                          "runs/<model>[_bn][_noise]_lr<lr>.", runtime=True)
+                          "runs/<model>[_bn][_noise]_lr<lr>.", runtime=True,
+                          path=True)
   strategy: str = option("default", "tf.distribute strategy (multi_worker "
                          "reads TF_CONFIG).", runtime=True,
                          choices=("default", "mirrored", "multi_worker"))

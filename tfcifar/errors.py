@@ -4,9 +4,15 @@ import sys
 
 
 class UserError(Exception):
-  """Bad input from the user (a flag, a file, the data). Exit code 2."""
+  """Bad input from the user (a flag, a file, the data). Exit code 2.
+
+  The message is one line (whitespace, newlines included, collapsed).
+  """
 
   exit_code = 2
+
+  def __init__(self, message=""):
+    super().__init__(" ".join(str(message).split()))
 
 
 class DataError(UserError):

@@ -2,6 +2,7 @@
 
   <model_dir>/flags.txt      the resolved flags, loadable with --flagfile
   <model_dir>/config.json    the resolved TrainConfig (checked on resume)
+  <model_dir>/data.json      sha256 of the data's files (checked on resume)
   <model_dir>/metrics.csv    one row per completed epoch
   <model_dir>/status.json    running|finished|diverged|failed, last epoch, metrics
   <model_dir>/activations.csv  (--histograms) percentiles of every post-BN
@@ -35,6 +36,7 @@ ACTIVATIONS_HEADER = ("epoch", "layer", "mean", "std",
 STATUS_FILENAME = "status.json"
 CONFIG_FILENAME = "config.json"
 FLAGS_FILENAME = "flags.txt"
+DATA_FILENAME = "data.json"
 ERROR_FILENAME = "error.log"
 MODEL_FILENAME = "model.keras"
 
@@ -73,6 +75,31 @@ class RunDir:
     if diffs:
       raise UserError(f"--model_dir={self.path} holds a run with other flags "
                       f"({'; '.join(diffs)}); use another --model_dir")
+
+  def check_same_data(self, data, data_dir):
+    """Raises UserError when the run was trained on other data.
+
+    `data` is `data_identity(manifest)`; runs from before data.json, and data
+    without a manifest, are not checked.
+    """
+    path = self.file(DATA_FILENAME)
+    if data is None or not os.path.exists(path):
+      return
+    with open(path) as f:
+      saved = json.load(f)
+    diffs = [f"{split} files sha256 {','.join(h[:12] for h in saved.get(split, []))}"
+             f" there, {','.join(h[:12] for h in hashes)} now"
+             for split, hashes in data.items() if saved.get(split) != hashes]
+    if diffs:
+      raise UserError(f"--model_dir={self.path} was trained on other data than "
+                      f"--data_dir={data_dir} ({'; '.join(diffs)}); use another "
+                      "--model_dir")
+
+  def write_data(self, data):
+    if data is not None:
+      os.makedirs(self.path, exist_ok=True)
+      write_text_atomic(self.file(DATA_FILENAME),
+                        json.dumps(data, indent=1) + "\n")
 
   # --- metrics ------------------------------------------------------------
 
@@ -151,6 +178,14 @@ def read_csv_rows(path):
         raise UserError(f"{path}, line {reader.line_num}: malformed row "
                         f"{','.join(map(str, row.values()))!r}") from None
   return rows
+
+
+def data_identity(manifest):
+  """{split: [sha256 of each record file]} of a dataset's manifest (or None)."""
+  if not manifest:
+    return None
+  return {split: [f["sha256"] for f in info["files"]]
+          for split, info in sorted(manifest["splits"].items())}
 
 
 def activation_rows(epoch, activations):

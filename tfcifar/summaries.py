@@ -8,6 +8,7 @@ test on one chart. Only the chief writes; other workers get a no-op logger.
 import math
 import os
 import sys
+import time
 
 import keras
 import numpy as np
@@ -104,16 +105,32 @@ class ActivationProbe:
     return {name: value.numpy() for name, value in outputs.items()}
 
 
-def progress(mode, total):
-  """`update(step, totals)` of one epoch: a bar (on a terminal for auto)."""
+def progress(mode, epoch, total, log=print):
+  """`update(step, totals)` of one epoch's steps, called every steps_per_loop.
+
+  bar: a progress bar; log: a line each call (step/total, loss, accuracy,
+  images/s, time left in the epoch); none: nothing (the epoch lines only);
+  auto: bar on a terminal, else log. `totals` = [loss sum, correct, images].
+  """
   if mode == "auto":
     mode = "bar" if sys.stdout.isatty() else "log"
-  if mode != "bar":
+  if mode == "bar":
+    bar = keras.utils.Progbar(total, stateful_metrics=["loss", "accuracy"])
+    return lambda step, totals: bar.update(
+        step, [("loss", totals[0] / totals[2]),
+               ("accuracy", totals[1] / totals[2])])
+  if mode == "none":
     return lambda step, totals: None
-  bar = keras.utils.Progbar(total, stateful_metrics=["loss", "accuracy"])
-  return lambda step, totals: bar.update(
-      step, [("loss", totals[0] / totals[2]),
-             ("accuracy", totals[1] / totals[2])])
+  start = time.time()
+
+  def log_line(step, totals):
+    seconds = max(time.time() - start, 1e-9)
+    log(f"epoch {epoch} step {step}/{total}: loss={totals[0] / totals[2]:.4f} "
+        f"accuracy={totals[1] / totals[2]:.4f} "
+        f"{totals[2] / seconds:.0f} images/s, "
+        f"{seconds / step * (total - step):.0f}s left")
+
+  return log_line
 
 
 def epoch_line(row, epochs, images_per_sec):

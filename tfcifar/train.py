@@ -68,7 +68,8 @@ def main(argv):
                            f"divisible by the {replicas} replicas")
   config = config.replace(data_dir=resolve_data_dir(config.data.data_dir))
   try:
-    code = trainer.train_and_evaluate(config, strategy)
+    code = trainer.train_and_evaluate(
+        config, strategy, log=lambda message: print(message, flush=True))
   except (errors.UserError, OSError, KeyboardInterrupt):
     raise
   except Exception as e:  # pylint: disable=broad-except

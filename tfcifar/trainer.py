@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcifar import cifar10
 from tfcifar import data
 from tfcifar import distribute
 from tfcifar import hparams
@@ -260,10 +261,12 @@ class Trainer:
 def train_and_evaluate(config, strategy, log=print):
   """Trains and evaluates `config` in its run directory; returns the exit code.
 
-  The one owner of the run's life: refuses a diverged run or one with other
-  flags, writes config, flags and hparams, resumes from the last checkpoint,
-  writes each epoch's metrics, status and TensorBoard summaries, and the final
-  status (finished, diverged or failed) and model. Only the chief writes.
+  The one owner of the run's life: refuses a diverged run, or one with other
+  flags or other data; writes config, flags, data checksums and hparams;
+  resumes from the last checkpoint; writes each epoch's metrics, status and
+  TensorBoard summaries, and the final status (finished, diverged or failed)
+  and model. A failure leaves status `failed` (once training started) and
+  error.log; a UserError is re-raised (exit 2). Only the chief writes.
   """
   c = config
   run_dir = run_dir_lib.RunDir(c.run.model_dir)
@@ -272,19 +275,23 @@ def train_and_evaluate(config, strategy, log=print):
     log(f"{c.run.model_dir} diverged in epoch {status.get('diverged_epoch')} "
         "earlier; remove it to train again")
     return run_dir_lib.EXIT_DIVERGED
-  run_dir.check_same_run(c)
-  trainer = Trainer(c, strategy)
-  chief = trainer.chief
-  if chief:
-    run_dir.write_config(c)
-    if not status:
-      hparams.write_hparams(c.run.model_dir, c.identity())
-  done = trainer.restore()
-  if chief:
-    run_dir.truncate_metrics(done)
-  logger = summaries.Logger(c.run.model_dir) if chief else summaries.NullLogger()
+  chief = distribute.is_chief(strategy)
+  started = False
   try:
-    row = _train_epochs(trainer, run_dir, logger, done, log)
+    run_dir.check_same_run(c)
+    data_id = run_dir_lib.data_identity(cifar10.read_manifest(c.data.data_dir))
+    run_dir.check_same_data(data_id, c.data.data_dir)
+    trainer = Trainer(c, strategy)
+    if chief:
+      run_dir.write_config(c)
+      run_dir.write_data(data_id)
+      if not status:
+        hparams.write_hparams(c.run.model_dir, c.identity())
+    done = trainer.restore()
+    if chief:
+      run_dir.truncate_metrics(done)
+    started = True
+    row = _train_epochs(trainer, run_dir, done, log)
   except Diverged as e:
     if chief:
       rows = run_dir.read_metrics()
@@ -293,36 +300,52 @@ def train_and_evaluate(config, strategy, log=print):
     log(f"diverged: the train loss is NaN/inf in epoch {e.epoch}; metrics of "
         f"earlier epochs are in {run_dir.file(run_dir_lib.METRICS_FILENAME)}")
     return run_dir_lib.EXIT_DIVERGED
-  except Exception:  # an unexpected failure: keep the traceback in the run
+  except Exception as e:  # keep what happened in the run directory
     if chief:
-      rows = run_dir.read_metrics()
-      run_dir.write_status("failed", rows[-1]["epoch"] if rows else 0,
-                           rows[-1] if rows else {})
-      run_dir_lib.write_text_atomic(run_dir.file(run_dir_lib.ERROR_FILENAME),
-                                    traceback.format_exc())
+      _record_failure(run_dir, e, started)
     raise
-  finally:
-    logger.close()
   if chief:
     trainer.save_model(run_dir.file(run_dir_lib.MODEL_FILENAME))
     run_dir.write_status("finished", row.get("epoch", c.optim.epochs), row)
+    log(f"finished: test_accuracy={row.get('test_accuracy', float('nan')):.4f}"
+        f"; metrics in {run_dir.file(run_dir_lib.METRICS_FILENAME)}, the model "
+        f"in {run_dir.file(run_dir_lib.MODEL_FILENAME)}; curves: tensorboard "
+        f"--logdir={c.run.model_dir}")
   return run_dir_lib.EXIT_OK
 
 
-def _train_epochs(trainer, run_dir, logger, done, log):
-  """Epochs done+1..epochs; returns the last metrics row."""
+def _record_failure(run_dir, error, started):
+  """error.log (the message, or the traceback of an unexpected error) and,
+  once training started, status `failed` with the message."""
+  message = (str(error) if isinstance(error, UserError)
+             else f"{type(error).__name__}: {error}")
+  if started:
+    rows = run_dir.read_metrics()
+    run_dir.write_status("failed", rows[-1]["epoch"] if rows else 0,
+                         rows[-1] if rows else {}, error=message)
+  os.makedirs(run_dir.path, exist_ok=True)
+  run_dir_lib.write_text_atomic(
+      run_dir.file(run_dir_lib.ERROR_FILENAME),
+      message + "\n" if isinstance(error, UserError)
+      else traceback.format_exc())
+
+
+def _train_epochs(trainer, run_dir, done, log):
+  """Epochs done+1..epochs; returns the last metrics row.
+
+  Each epoch's CSV rows are written before its checkpoint (an epoch redone
+  after a kill replaces them) and its TensorBoard summaries after it, so that
+  TensorBoard never gets a step twice.
+  """
   c, chief = trainer.config, trainer.chief
   epochs = c.optim.epochs
   if done >= epochs:
     log(f"{c.run.model_dir}: already trained for {done} epochs")
     return (run_dir.read_metrics() or [{}])[-1]
-  if chief and done == 0:
-    batch = next(iter(trainer.dataset("train", shuffle=True, repeat=False,
-                                      epoch=0, normalize=False)))
-    logger.image_grid("train_images", batch[0].numpy())
   log(f"training {c.model.name} for epochs {done + 1}..{epochs}, "
       f"{trainer.steps_per_epoch} steps of {c.optim.batch_size} images each, "
       f"{trainer.strategy.num_replicas_in_sync} replica(s)")
+  logger = summaries.Logger(c.run.model_dir) if chief else summaries.NullLogger()
   activations = None
   if chief and c.run.histograms:
     activations = summaries.ActivationProbe(trainer.model, next(iter(
@@ -330,27 +353,38 @@ def _train_epochs(trainer, run_dir, logger, done, log):
                         augment=False)))[0])
   iterator = trainer.train_iterator(done)
   row = {}
-  for epoch in range(done + 1, epochs + 1):
-    start = time.time()
-    progress = summaries.progress(c.run.progress if chief else "none",
-                                  trainer.steps_per_epoch)
-    train_loss, train_accuracy, images = trainer.train_epoch(epoch, iterator,
-                                                             progress)
-    images_per_sec = images / (time.time() - start)
-    test_loss, test_accuracy = trainer.evaluate()
-    row = {"epoch": epoch, "train_loss": train_loss,
-           "train_accuracy": train_accuracy, "test_loss": test_loss,
-           "test_accuracy": test_accuracy,
-           "lr": float(trainer.optimizer.learning_rate.numpy()),
-           "seconds": time.time() - start}
-    if chief:
-      run_dir.append_metrics(row)
-      run_dir.write_status("running", epoch, row)
-      logger.epoch(epoch, row, images_per_sec)
-      if activations is not None:
-        outputs = activations(epoch)
-        logger.histograms(epoch, outputs)
-        run_dir.append_activations(run_dir_lib.activation_rows(epoch, outputs))
-      log(summaries.epoch_line(row, epochs, images_per_sec))
-    trainer.save_checkpoint(epoch)
+  try:
+    for epoch in range(done + 1, epochs + 1):
+      start = time.time()
+      progress = summaries.progress(c.run.progress if chief else "none",
+                                    epoch, trainer.steps_per_epoch, log)
+      train_loss, train_accuracy, images = trainer.train_epoch(
+          epoch, iterator, progress)
+      images_per_sec = images / (time.time() - start)
+      test_loss, test_accuracy = trainer.evaluate()
+      row = {"epoch": epoch, "train_loss": train_loss,
+             "train_accuracy": train_accuracy, "test_loss": test_loss,
+             "test_accuracy": test_accuracy,
+             "lr": float(trainer.optimizer.learning_rate.numpy()),
+             "seconds": time.time() - start}
+      outputs = activations(epoch) if activations is not None else None
+      if chief:
+        run_dir.append_metrics(row)
+        if outputs is not None:
+          run_dir.append_activations(run_dir_lib.activation_rows(epoch,
+                                                                 outputs))
+      trainer.save_checkpoint(epoch)
+      if chief:
+        run_dir.write_status("running", epoch, row)
+        if epoch == 1:
+          batch = next(iter(trainer.dataset("train", shuffle=True,
+                                            repeat=False, epoch=0,
+                                            normalize=False)))
+          logger.image_grid("train_images", batch[0].numpy())
+        logger.epoch(epoch, row, images_per_sec)
+        if outputs is not None:
+          logger.histograms(epoch, outputs)
+        log(summaries.epoch_line(row, epochs, images_per_sec))
+  finally:
+    logger.close()
   return row

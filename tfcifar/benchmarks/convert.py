@@ -36,6 +36,7 @@ import tensorflow as tf  # noqa: F401  (imported before timing)
 from tfcifar import cifar10
 from tfcifar import convert
 from tfcifar import errors
+from tfcifar.config import expand_path
 
 # The checkout (an editable install), for the default --jpeg_archive.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -108,6 +109,7 @@ def report(name, seconds, num_images):
 
 def main(argv):
   del argv
+  FLAGS.jpeg_archive = expand_path(FLAGS.jpeg_archive)
   pixels = FLAGS.pixels or ("real" if os.path.exists(FLAGS.jpeg_archive)
                             else "random")
   with tempfile.TemporaryDirectory() as tmp:

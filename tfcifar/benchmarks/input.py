@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfcifar import cifar10
 from tfcifar import data
 from tfcifar import errors
+from tfcifar.config import expand_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Converted CIFAR-10 directory.")
@@ -112,7 +113,7 @@ def main(argv):
   del argv
   if not FLAGS.data_dir:
     raise errors.UserError("--data_dir is required")
-  d, b, seed = FLAGS.data_dir, FLAGS.batch_size, FLAGS.seed
+  d, b, seed = expand_path(FLAGS.data_dir), FLAGS.batch_size, FLAGS.seed
   start = time.perf_counter()
   train_size = data.split_size(d, "train")  # checks, decodes and caches
   data.split_size(d, "test")

@@ -9,7 +9,8 @@
 
 Modules: `converter` (`run`, idempotence, the sample cache), `sources`
 (loaders and the registry of --source values), `official` (the python
-pickle archive), `folders` (image folders), `download` and `workers` (parallel decoding and encoding).
+pickle archive), `folders` (image folders), `download`, `tar` (a streaming
+tar reader) and `workers` (parallel decoding and encoding).
 """
 
 from tfcifar.convert.converter import cache_dir

@@ -20,6 +20,7 @@ from absl import flags
 
 from tfcifar import convert
 from tfcifar import errors
+from tfcifar.config import expand_path
 
 flags.DEFINE_string("dataset_dir", convert.DEFAULT_DATA_DIR,
                     "Where to write the records ($TFCIFAR_DATA_DIR or "
@@ -55,8 +56,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  convert.run(FLAGS.dataset_dir, source=FLAGS.source, archive=FLAGS.archive,
-              image_dir=FLAGS.image_dir, num_shards=FLAGS.num_shards,
+  convert.run(expand_path(FLAGS.dataset_dir), source=FLAGS.source,
+              archive=expand_path(FLAGS.archive),
+              image_dir=expand_path(FLAGS.image_dir), num_shards=FLAGS.num_shards,
               overwrite=FLAGS.overwrite, url=FLAGS.url, md5=FLAGS.md5 or None,
               retries=FLAGS.retries, num_workers=FLAGS.num_workers,
               log=lambda message: print(message, flush=True))

@@ -10,15 +10,10 @@ description goes into the manifest as `kind: details`. Sources that stream
 of a split come in, so that encoding overlaps decompression.
 """
 
-import bz2
 import concurrent.futures
 import contextlib
 import dataclasses
-import gzip
-import lzma
 import os
-import tarfile
-import zlib
 
 import numpy as np
 
@@ -26,61 +21,13 @@ from tfcifar import cifar10
 from tfcifar.convert import download as download_lib
 from tfcifar.convert import folders
 from tfcifar.convert import official
+from tfcifar.convert import tar
 from tfcifar.convert import workers as workers_lib
 from tfcifar.errors import DataError
 from tfcifar.errors import UserError
 
 SAMPLE_ARCHIVE = os.path.join(os.path.dirname(os.path.dirname(__file__)),
                               "sample_data", "cifar10_sample.tar.gz")
-
-
-_DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open,
-                  b"\xfd7zXZ\x00": lzma.open}
-
-
-def _open_decompressed(path):
-  """`path` opened for reading, through gzip, bzip2 or xz by its magic."""
-  with open(path, "rb") as f:
-    magic = f.read(6)
-  for prefix, opener in _DECOMPRESSORS.items():
-    if magic.startswith(prefix):
-      return opener(path, "rb")
-  return open(path, "rb")
-
-
-def tar_members(path):
-  """Yields (name, bytes) of each regular file of a (compressed) tar archive,
-  as it is read: Python's `tarfile` in streaming mode, nothing written.
-
-  Names are str with a leading './' removed. Raises DataError when the file
-  is not a tar archive, or is truncated or corrupt: the compressed stream is
-  read to its end (gzip's CRC and length are checked), and the archive must
-  end with its two zero blocks (tarfile stops at the first).
-  """
-  try:
-    with _open_decompressed(path) as raw, \
-        tarfile.open(fileobj=raw, mode="r|") as archive:
-      for member in archive:
-        if member.isreg():
-          name = member.name
-          while name.startswith("./"):
-            name = name[2:]
-          yield name, archive.extractfile(member).read()
-      if not archive.fileobj.read(tarfile.BLOCKSIZE):
-        raise DataError(f"{path} is truncated (the archive lacks its end "
-                        "marker)")
-      while raw.read(1 << 20):  # the rest of the compressed stream
-        pass
-  except tarfile.ReadError as e:
-    if "unexpected end of data" in str(e):
-      raise DataError(f"{path} is truncated (the archive ends inside a "
-                      "member)") from None
-    raise DataError(f"{path} is not a tar archive ({e})") from None
-  except EOFError:
-    raise DataError(f"{path} is truncated (the compressed stream ends "
-                    "early)") from None
-  except (zlib.error, lzma.LZMAError, OSError, ValueError) as e:
-    raise DataError(f"{path} is corrupt ({e})") from None
 
 
 @contextlib.contextmanager
@@ -121,7 +68,7 @@ def load_archive(path, workers=None, md5=None, on_part=None):
   batches = official.BatchCollector(path, on_part)
   images = {}
   with _md5_checked(path, md5):
-    for name, data in tar_members(path):
+    for name, data in tar.iter_members(path):
       if not batches.add(name, data) and folders.member_place(name):
         images[name] = data
   if batches.found:

@@ -267,8 +267,12 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
     normalize: float32 images per `normalization`; False gives the uint8
       pixels after corruption and augmentation.
     shuffle: a seeded new order each epoch; False keeps record order.
-    repeat: run epochs `epoch`, `epoch + 1`, ... forever.
-    epoch: the first epoch index (order and augmentation depend on it only).
+    repeat: run epochs `epoch`, `epoch + 1`, ... forever. Without it, each
+      iteration over the dataset is the next epoch: `model.fit(dataset,
+      epochs=N)` draws a new order and augmentation every epoch, as the
+      trainer does (corruptions stay fixed).
+    epoch: the first epoch index (order and augmentation depend on it, the
+      seed and the pass number only).
     input_context: `tf.distribute.InputContext`: per-replica batches of this
       worker's disjoint part of the global order.
     max_examples: use the first N examples of the split (record order).
@@ -317,8 +321,12 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
     return (transform(tf.gather(images, indices), batch_seed),
             tf.gather(labels, indices))
 
-  epochs = (tf.data.Dataset.counter(epoch) if repeat else
-            tf.data.Dataset.range(epoch, epoch + 1))
+  if repeat:
+    epochs = tf.data.Dataset.counter(epoch)
+  else:  # pass k over the dataset (k = 0, 1, ...) is epoch `epoch + k`
+    passes = tf.Variable(tf.constant(epoch, tf.int64), trainable=False)
+    epochs = tf.data.Dataset.range(1).map(
+        _plain(lambda _: passes.assign_add(1) - 1))
   dataset = epochs.flat_map(epoch_batches)
   dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
