@@ -260,6 +260,14 @@ def test_sigkill_and_resume_give_the_same_rows(tmp_path, sample_data_dir):
   assert "epochs 2..3" in resumed.stdout  # it resumed, it did not restart
   assert_rows_close(metric_rows(killed_dir), metric_rows(tmp_path / "straight"),
                     atol=1e-5)
+  # TensorBoard is written after each checkpoint: no step twice.
+  for split in ("train", "test"):
+    steps = [(event.step, value.tag) for name in
+             os.listdir(killed_dir / split) for event in
+             tf.compat.v1.train.summary_iterator(str(killed_dir / split / name))
+             for value in event.summary.value if value.tag == "loss"]
+    assert sorted(steps) == sorted(set(steps)), (split, steps)
+    assert {step for step, _ in steps} <= {1, 2, 3}
 
 
 def _free_ports(count):

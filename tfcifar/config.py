@@ -323,10 +323,6 @@ class TrainConfig:
     return "\n".join(lines) + "\n"
 
 
-def field_names():
-  return list(flag_fields())
-
-
 # --- the flags ----------------------------------------------------------------
 
 _DEFINE = {bool: "DEFINE_boolean", int: "DEFINE_integer",
