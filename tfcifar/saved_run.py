@@ -60,7 +60,7 @@ def load_run_config(model_dir):
     raise UserError(f"{path} is not valid JSON: {e}") from None
   if not isinstance(saved, dict):
     raise UserError(f"{path} does not hold a JSON object")
-  known = set(config_lib.field_names())
+  known = set(config_lib.flag_fields())
   try:
     return config_lib.TrainConfig.from_flat(
         **{k: v for k, v in saved.items() if k in known})
