@@ -103,8 +103,9 @@ def normalization(cfg, name):
     return noisy_batchnorm.NoisyBatchNormalization(
         noise_mean=cfg.noise_mean, noise_std=cfg.noise_std,
         noise_mean_jitter=cfg.noise_mean_jitter,
-        noise_std_jitter=cfg.noise_std_jitter, name=name)
-  return batchnorm.BatchNormalization(name=name)
+        noise_std_jitter=cfg.noise_std_jitter, synchronized=cfg.sync_bn,
+        name=name)
+  return batchnorm.BatchNormalization(synchronized=cfg.sync_bn, name=name)
 
 
 def normalize_and_activate(x, cfg, name):
