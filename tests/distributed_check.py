@@ -35,7 +35,7 @@ from absl import logging  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-CHECK_NAMES = ("noise", "train_bn", "train_noisy_bn")
+CHECK_NAMES = ("noise", "train_bn", "train_noisy_bn", "loss_scale", "bf16")
 REPLICAS = flags.DEFINE_integer("replicas", 2, "number of logical CPU devices")
 CHECKS = flags.DEFINE_list("checks", list(CHECK_NAMES), "checks to run")
 JIT = flags.DEFINE_list("jit_compile", list(CHECK_NAMES),
@@ -65,11 +65,13 @@ def stateless_forward(model, jit_compile):
 
 def make_train_step(strategy, model, optimizer, global_batch, jit_compile):
   """A distributed SGD step: the trainer's own per-replica step."""
+  import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfcifar import trainer  # pylint: disable=g-import-not-at-top
   replica_step = trainer.make_replica_step(
       model, optimizer, global_batch, strategy.num_replicas_in_sync,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile or None,  # not compiled: inlined (sync BN)
+      mixed_precision=isinstance(optimizer, keras.optimizers.LossScaleOptimizer))
 
   @tf.function
   def train_step(images, labels):
@@ -138,7 +140,7 @@ def check_training(strategy, jit_compile, noise, steps=3, global_batch=16):
   from tfcifar import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   cfg = models.ModelConfig(bn=True, noise=noise, vgg_stages="8,M,8,M",
-                           dense_units=(16,))
+                           dense_units=(16,), sync_bn=not jit_compile)
   with strategy.scope():
     model = models.build_model(cfg)
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
@@ -169,6 +171,87 @@ def check_training(strategy, jit_compile, noise, steps=3, global_batch=16):
   return failures
 
 
+def precision_run(strategy, policy, jit_compile, batches, global_batch=16):
+  """Trains a tiny model on `batches` under `policy`; returns the model,
+  optimizer and the loss sums [steps, replicas]."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfcifar import models  # pylint: disable=g-import-not-at-top
+  keras.mixed_precision.set_global_policy(policy)
+  keras.utils.set_random_seed(0)
+  with strategy.scope():
+    model = models.build_model(models.ModelConfig(
+        vgg_stages="8,M,8,M", dense_units=(16,)))
+    optimizer = keras.optimizers.SGD(0.1)
+    if policy == "mixed_float16":
+      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+  train_step = make_train_step(strategy, model, optimizer, global_batch,
+                               jit_compile)
+  per_replica = global_batch // strategy.num_replicas_in_sync
+  losses = []
+  for images, labels in batches:
+    shard = lambda array: strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(array[  # pylint: disable=g-long-lambda
+            context.replica_id_in_sync_group * per_replica:][:per_replica]))
+    sums = train_step(shard(images), shard(labels))
+    losses.append([s[0] for s in replica_values(strategy, sums)])
+  keras.mixed_precision.set_global_policy("float32")
+  return model, optimizer, np.array(losses)
+
+
+def random_batches(steps, global_batch=16, seed=1):
+  rng = np.random.RandomState(seed)
+  return [(rng.normal(size=(global_batch, 32, 32, 3)).astype("float32"),
+           rng.randint(0, 10, global_batch)) for _ in range(steps)]
+
+
+def check_loss_scale(strategy, jit_compile, steps=3):
+  """fp16: an inf on one replica skips the step everywhere and halves the
+  scale everywhere; then `steps` steps match float32 (weights to 2e-3)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  poisoned = random_batches(1, seed=2)
+  poisoned[0][0][-1, 0, 0, 0] = np.inf  # the last replica's share only
+  batches = random_batches(steps)
+  model, optimizer, _ = precision_run(strategy, "mixed_float16", jit_compile,
+                                      poisoned)
+  failures = []
+  keras.utils.set_random_seed(0)
+  initial = precision_run(strategy, "float32", jit_compile, [])[0]
+  for variable, start in zip(model.trainable_variables,
+                             initial.trainable_variables):
+    copies = replica_values(strategy, variable.value)
+    if any(not np.array_equal(c, np.asarray(start)) for c in copies):
+      failures.append(f"{variable.path} changed by the skipped step")
+  scales = replica_values(strategy, optimizer.dynamic_scale.value)
+  if any(s != optimizer.initial_scale / 2 for s in scales):
+    failures.append(f"scales {scales} != {optimizer.initial_scale / 2} on "
+                    "every replica")
+  fp16, _, losses16 = precision_run(strategy, "mixed_float16", jit_compile,
+                                    batches)
+  fp32, _, losses32 = precision_run(strategy, "float32", jit_compile, batches)
+  difference = max(np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in
+                   zip(fp16.trainable_variables, fp32.trainable_variables))
+  if difference > 2e-3 or not np.allclose(losses16, losses32, rtol=1e-2):
+    failures.append(f"fp16 vs float32: weights differ by {difference}, "
+                    f"losses {losses16.ravel()} vs {losses32.ravel()}")
+  keras.backend.clear_session()
+  return failures
+
+
+def check_bf16(strategy, jit_compile, steps=6):
+  """bf16 (no loss scaling) trains: the loss of a repeated batch falls."""
+  import keras  # pylint: disable=g-import-not-at-top
+  _, optimizer, losses = precision_run(
+      strategy, "mixed_bfloat16", jit_compile, random_batches(1) * steps)
+  keras.backend.clear_session()
+  total = losses.sum(axis=1)
+  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or not (
+      np.all(np.isfinite(total)) and total[-1] < 0.8 * total[0]):
+    return [f"bf16 losses {total} do not fall"]
+  return []
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # no per-variable all-reduce INFO
@@ -177,6 +260,8 @@ def main(argv):
       "noise": lambda jit: check_noise(strategy, jit),
       "train_bn": lambda jit: check_training(strategy, jit, noise=False),
       "train_noisy_bn": lambda jit: check_training(strategy, jit, noise=True),
+      "loss_scale": lambda jit: check_loss_scale(strategy, jit),
+      "bf16": lambda jit: check_bf16(strategy, jit),
   }
   failed = False
   for name in CHECKS.value:

@@ -17,12 +17,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # of config.json and flags.txt; the second set may change on resume.
 FLAG_NAMES = (
     "model bn bn_momentum noise noise_mean noise_std noise_mean_jitter "
-    "noise_std_jitter width_multiplier vgg_stages weight_decay dropout aux_heads resnet_depth "
-    "stochastic_depth bagnet_patch mlp_units data_dir augment corrupt "
-    "corrupt_prob normalization max_train_examples max_test_examples "
-    "optimizer lr momentum batch_size epochs seed model_dir strategy "
-    "num_cpu_devices mixed_precision xla histograms steps_per_loop progress "
-    "keep_checkpoints").split()
+    "noise_std_jitter width_multiplier vgg_stages sync_bn weight_decay dropout "
+    "aux_heads resnet_depth stochastic_depth bagnet_patch mlp_units data_dir "
+    "augment corrupt corrupt_prob normalization max_train_examples "
+    "max_test_examples optimizer lr momentum batch_size epochs seed model_dir "
+    "strategy num_cpu_devices precision mixed_precision xla histograms "
+    "steps_per_loop progress keep_checkpoints").split()
 RUNTIME = {"epochs", "data_dir", "model_dir", "strategy", "num_cpu_devices",
            "xla", "histograms", "steps_per_loop", "progress",
            "keep_checkpoints"}
@@ -55,6 +55,22 @@ def test_flags_text_round_trips_through_flagfile(tmp_path):
   path.write_text(config.flags_text())
   assert parse(f"--flagfile={path}") == config
   assert parse(f"--flagfile={path}", "--lr=0.5").optim.lr == 0.5
+
+
+def test_precision_alias_sync_bn_and_auto_xla_flags():
+  default = parse()
+  assert (default.run.precision, default.model.sync_bn, default.run.xla) == (
+      "float32", True, None)  # None: auto, resolved by the trainer
+  assert parse("--xla").run.xla is True and parse("--noxla").run.xla is False
+  assert parse("--nosync_bn").model.sync_bn is False
+  alias = parse("--mixed_precision")
+  assert (alias.run.precision, alias.run.mixed_precision) == (
+      "mixed_float16", False)
+  assert alias == parse("--precision=mixed_float16")
+  with pytest.raises(UserError, match="--mixed_precision means"):
+    parse("--mixed_precision", "--precision=mixed_bfloat16")
+  with pytest.raises(UserError, match="--precision=fp8 is not one of"):
+    parse("--precision=fp8")
 
 
 def test_sections_are_nested_and_frozen():

@@ -128,6 +128,35 @@ def test_input_context_parts_are_disjoint_and_complete(
                                   glob[i::2])
 
 
+@pytest.mark.parametrize("pipelines, replicas", [(1, 2), (2, 2), (2, 4)])
+def test_epochs_are_whole_global_batches_under_distribution(
+    make_synthetic_dataset, pipelines, replicas):
+  """30 images, global batch 8: 3 steps per epoch on any replica layout.
+
+  Every worker's epoch is exactly its share of those 3 steps, and together
+  they cover the first 24 examples of the epoch's one global order: the 6
+  leftover images never spill into the next epoch.
+  """
+  data_dir, splits = make_synthetic_dataset(num_train=30)
+  per_replica, local = 8 // replicas, replicas // pipelines
+  for epoch in (0, 1):
+    glob = indices_of(raw(data_dir, "train", 30, shuffle=True, seed=3,
+                          epoch=epoch)[0], splits["train"][0])
+    found = []
+    for i in range(pipelines):
+      context = tf.distribute.InputContext(pipelines, i, replicas)
+      repeated = data.make_dataset(data_dir, "train", 8, normalize=False,
+                                   seed=3, repeat=True, input_context=context)
+      batches = list(repeated.skip(epoch * 3 * local).take(3 * local))
+      assert all(len(b[1]) == per_replica for b in batches)
+      found.append(indices_of(np.concatenate([b[0] for b in batches]),
+                              splits["train"][0]))
+    np.testing.assert_array_equal(np.sort(np.concatenate(found)),
+                                  np.sort(glob[:24]))
+    for i in range(pipelines):
+      np.testing.assert_array_equal(found[i], glob[:24][i::pipelines])
+
+
 def test_distribute_datasets_from_function(make_synthetic_dataset):
   data_dir, _ = make_synthetic_dataset(num_train=32)
   strategy = tf.distribute.get_strategy()

@@ -130,6 +130,11 @@ class ModelConfig(_Section):
                                    above=0)
   vgg_stages: str = option("vgg16", "vgg11|vgg13|vgg16|vgg19 or a spec such "
                            "as 64,64,M,128,128,M (M = max-pool).")
+  sync_bn: bool = option(True, "BatchNorm batch statistics over the global "
+                         "batch (all replicas), so that a BN network computes "
+                         "the same on 1 or N replicas; --nosync_bn: each "
+                         "replica's share (faster; the step keeps XLA). Noisy "
+                         "BN's noise stays per replica either way.")
   weight_decay: float = option(1e-4, "L2 on conv/dense kernels: loss += wd * "
                                "sum(w**2) / 2.", low=0)
   dropout: float = option(0.5, "Rate of the dropout layers of the models "
@@ -235,6 +240,9 @@ class OptimConfig(_Section):
                      "and noise.")
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig(_Section):
   """How a run runs: where, on what devices, what it logs."""
@@ -247,9 +255,16 @@ class RunConfig(_Section):
   num_cpu_devices: int = option(2, "Logical CPU devices for "
                                 "--strategy=mirrored on a machine without "
                                 "GPU.", above=0, runtime=True)
-  mixed_precision: bool = option(False, "mixed_float16 compute with dynamic "
-                                 "loss scaling.")
-  xla: bool = option(True, "XLA-compile the per-replica step.", runtime=True)
+  precision: str = option("float32", "Compute dtype policy: mixed_float16 "
+                          "(dynamic loss scaling) or mixed_bfloat16 (none).",
+                          choices=PRECISIONS)
+  mixed_precision: bool = option(False, "Alias of --precision=mixed_float16 "
+                                 "(folded into --precision).")
+  xla: Optional[bool] = option(None, "XLA-compile the per-replica step and "
+                               "the input pipeline's pixel maths. Default "
+                               "(auto): on with GPUs, off on CPUs (XLA's CPU "
+                               "convolutions lose to oneDNN's); --xla/--noxla "
+                               "force it.", runtime=True)
   histograms: bool = option(False, "Log histograms of post-BN (post-noise) "
                             "activations every epoch, and their percentiles "
                             "to activations.csv.", runtime=True)
@@ -261,6 +276,16 @@ class RunConfig(_Section):
   keep_checkpoints: int = option(2, "Checkpoints kept in "
                                  "<model_dir>/checkpoints.", runtime=True,
                                  above=0)
+
+  def __post_init__(self):
+    # --mixed_precision is an alias: fold it into --precision.
+    if self.mixed_precision:
+      if self.precision not in ("float32", "mixed_float16"):
+        raise UserError(f"--mixed_precision means --precision=mixed_float16, "
+                        f"not --precision={self.precision}")
+      object.__setattr__(self, "precision", "mixed_float16")
+      object.__setattr__(self, "mixed_precision", False)
+    super().__post_init__()
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
@@ -335,7 +360,8 @@ def define_flags(flag_values=None):
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS if flag_values is None else flag_values
   for name, (_, f) in flag_fields().items():
-    kind = f.type if f.type in _DEFINE else str  # Optional[str]
+    kind = {Optional[bool]: bool}.get(f.type, f.type)  # None: auto
+    kind = kind if kind in _DEFINE else str  # Optional[str]
     help_text = f.metadata["help"]
     choices = f.metadata["choices"]
     if isinstance(choices, tuple):

@@ -55,9 +55,29 @@ class Diverged(Exception):
     self.epoch = epoch
 
 
+def resolve_xla(config):
+  """`config` with --xla resolved: auto (None) is on with GPUs, off on CPUs."""
+  if config.run.xla is not None:
+    return config
+  return config.replace(xla=bool(tf.config.list_physical_devices("GPU")))
+
+
+def step_jit_compile(config, num_replicas):
+  """Whether the per-replica step can be XLA-compiled.
+
+  Synchronized BatchNorm all-reduces its moments (and, in the backward pass,
+  their gradients) in the middle of the step; tf.distribute's all-reduce is a
+  `merge_call`, which cannot run inside a nested (compiled) tf.function. So
+  with --sync_bn on several replicas the step runs as plain TF in the replica
+  function (`--nosync_bn` keeps XLA).
+  """
+  m = config.model
+  return config.run.xla and not (m.bn and m.sync_bn and num_replicas > 1)
+
+
 def make_optimizer(config):
   optimizer = OPTIMIZERS[config.optim.optimizer](config.optim)
-  if config.run.mixed_precision:
+  if config.run.precision == "mixed_float16":
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
 
@@ -75,12 +95,27 @@ def _metric_sums(labels, logits):
                            count])
 
 
+def poison_unless_finite_everywhere(grads):
+  """`grads`, or all NaN on every replica if any replica's are not finite.
+
+  Keras' LossScaleOptimizer decides "finite" from replica 0's gradients,
+  assuming they are all-reduced; ours are not yet (the optimizer all-reduces
+  them). An all-reduced count of replicas with non-finite gradients makes the
+  decision the same everywhere: skip the step and lower the scale on all.
+  """
+  finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+  bad = tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+  return [tf.where(bad > 0, tf.constant(np.nan, g.dtype), g) for g in grads]
+
+
 def make_replica_step(model, optimizer, global_batch, num_replicas,
                       jit_compile=True, mixed_precision=False):
   """The per-replica train step: `replica_step((images, labels)) -> sums`.
 
-  Its core (forward, loss with weight decay, gradients) is compiled with
-  `jit_compile` and stateless: it takes the variables' values and returns the
+  Its core (forward, loss with weight decay, gradients) is a tf.function
+  compiled with `jit_compile` (None: inlined, for synchronized BatchNorm's
+  all-reduces) and stateless: it takes the variables' values and returns the
   new non-trainable values (BatchNorm moving statistics, noise seed states)
   instead of assigning them, so the compiled function touches no resource of
   another replica's device and needs no cross-replica sync inside XLA. The
@@ -115,24 +150,31 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
           num_replicas)
     return loss, new_non_trainable, sums
 
-  @tf.function(jit_compile=jit_compile)
-  def gradients(trainable, non_trainable, images, labels):
+  def gradients(trainable, non_trainable, images, labels, loss_scale):
     with tf.GradientTape() as tape:
       tape.watch(trainable)
       loss, new_non_trainable, sums = forward(trainable, non_trainable,
                                               images, labels)
-      if mixed_precision:
-        loss = optimizer.scale_loss(loss)
+      loss *= loss_scale
     return tape.gradient(loss, trainable), new_non_trainable, sums
+
+  if jit_compile is not None:
+    gradients = tf.function(gradients, jit_compile=jit_compile)
 
   def replica_step(batch):
     images, labels = batch
+    # The loss scale is read here and passed in: not read inside XLA.
+    loss_scale = (optimizer.dynamic_scale.value if mixed_precision else
+                  tf.constant(1.0))
     grads, new_non_trainable, sums = gradients(
         [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], images, labels)
+        [v.value for v in model.non_trainable_variables], images, labels,
+        loss_scale)
     for variable, value in zip(model.non_trainable_variables,
                                new_non_trainable):
       variable.assign(value)
+    if mixed_precision:
+      grads = poison_unless_finite_everywhere(grads)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return sums
 
@@ -143,6 +185,7 @@ class Trainer:
   """The model, optimizer, data and checkpoints of one run, and its steps."""
 
   def __init__(self, config, strategy):
+    config = resolve_xla(config)
     self.config = config
     self.strategy = strategy
     self.chief = distribute.is_chief(strategy)
@@ -153,8 +196,7 @@ class Trainer:
     if self.steps_per_epoch < 1:
       raise UserError(f"--batch_size={c.optim.batch_size} is larger than the "
                       f"{num_train} train examples")
-    keras.mixed_precision.set_global_policy(
-        "mixed_float16" if c.run.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(c.run.precision)
     with strategy.scope():
       keras.utils.set_random_seed(c.optim.seed)
       self.model = models.build_model(c.model)
@@ -170,9 +212,12 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, epoch=self.epoch,
         rng_states=rng_states)
+    replicas = strategy.num_replicas_in_sync
+    jit_compile = step_jit_compile(c, replicas)
     self._replica_step = make_replica_step(
-        self.model, self.optimizer, c.optim.batch_size,
-        strategy.num_replicas_in_sync, c.run.xla, c.run.mixed_precision)
+        self.model, self.optimizer, c.optim.batch_size, replicas,
+        None if replicas > 1 and not jit_compile else jit_compile,
+        c.run.precision == "mixed_float16")
     self._compiled_eval = tf.function(self._eval_sums, jit_compile=c.run.xla)
     self._test_dataset = None
 
@@ -194,7 +239,8 @@ class Trainer:
                   corrupt=d.corrupt, corrupt_prob=d.corrupt_prob,
                   seed=self.config.optim.seed, normalization=d.normalization,
                   max_examples=(d.max_train_examples if split == "train"
-                                else d.max_test_examples) or None)
+                                else d.max_test_examples) or None,
+                  jit_compile=self.config.run.xla)
     kwargs.update(overrides)
     return data.make_dataset(d.data_dir, split, **kwargs)
 
@@ -268,7 +314,7 @@ def train_and_evaluate(config, strategy, log=print):
   and model. A failure leaves status `failed` (once training started) and
   error.log; a UserError is re-raised (exit 2). Only the chief writes.
   """
-  c = config
+  c = config = resolve_xla(config)  # recorded resolved in config.json
   run_dir = run_dir_lib.RunDir(c.run.model_dir)
   status = run_dir.read_status()
   if status.get("status") == "diverged":

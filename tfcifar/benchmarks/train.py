@@ -3,11 +3,17 @@ r"""Benchmarks training throughput: our loop (XLA on/off) against Keras `fit`.
   python -m tfcifar.benchmarks.train --data_dir=DIR --model=vgglike --bn \
       --width_multiplier=0.25 [--steps=60]
 
-Same model, data pipeline, batch and optimizer for all three. Each is warmed up
-(compilation, the caching first pass of the data) before `--steps` timed steps.
-Prints one line per variant; the last line is a JSON object with
-`images_per_sec` (ours, XLA as --xla says), `images_per_sec_xla`,
-`images_per_sec_no_xla` and `keras_fit_images_per_sec`.
+Same model, data pipeline, batch and optimizer for all four: ours with the
+default --xla (auto: on with GPUs, off on CPUs), ours with XLA, ours without,
+and Keras `fit`. Each is warmed up (compilation, the caching first pass of the
+data) before `--steps` timed steps. Prints one line per variant; the last line
+is a JSON object with the images/s and the achieved TFLOP/s of each.
+
+TFLOP/s = images/s * train FLOPs per image, where the train FLOPs are 3x the
+forward FLOPs (forward, gradient w.r.t. inputs, gradient w.r.t. weights), and
+the forward FLOPs count 2 per multiply-add of every Conv2D and Dense layer
+(2 * H_out * W_out * k_h * k_w * C_in * C_out, 2 * N_in * N_out), read from
+the built model's layer shapes; BN, ReLU, pooling and the loss are left out.
 """
 
 import json
@@ -17,6 +23,7 @@ import time
 from absl import app
 from absl import flags
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfcifar import data
@@ -62,27 +69,46 @@ def time_keras_fit(config):
   return FLAGS.steps * config.optim.batch_size / (time.perf_counter() - start)
 
 
+def forward_flops_per_image(model):
+  """2 * multiply-adds of the model's Conv2D and Dense layers, one image."""
+  flops = 0
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.Conv2D):
+      _, height, width, _ = layer.output.shape
+      flops += 2 * height * width * int(np.prod(layer.kernel.shape))
+    elif isinstance(layer, keras.layers.Dense):
+      flops += 2 * int(np.prod(layer.kernel.shape))
+  return flops
+
+
 def main(argv):
   del argv
   config = train.config_from_flags()
   config = config.replace(data_dir=train.resolve_data_dir(config.data.data_dir),
                           model_dir=tempfile.mkdtemp(prefix="bench_train_"))
   strategy = tf.distribute.get_strategy()
+  default = trainer_lib.resolve_xla(config.replace(xla=None))
   results = {
+      "images_per_sec": time_ours(default, strategy),
       "images_per_sec_xla": time_ours(config.replace(xla=True), strategy),
       "images_per_sec_no_xla": time_ours(config.replace(xla=False), strategy),
       "keras_fit_images_per_sec": time_keras_fit(config),
   }
-  results["images_per_sec"] = results[
-      "images_per_sec_xla" if config.run.xla else "images_per_sec_no_xla"]
+  train_flops = 3 * forward_flops_per_image(models.build_model(config.model))
+  for name in list(results):
+    results[name.replace("images_per_sec", "tflops")] = (
+        results[name] * train_flops / 1e12)
   for name, value in results.items():
-    print(f"{name}: {value:.0f}")
+    print(f"{name}: {value:.4g}")
   m = config.model
+  results.update(default_xla=default.run.xla,
+                 train_gflops_per_image=train_flops / 1e9)
   results.update(model=m.name, bn=m.bn, batch_size=config.optim.batch_size,
                  width_multiplier=m.width_multiplier,
                  vgg_stages=m.vgg_stages, steps=FLAGS.steps,
                  device=tf.config.list_logical_devices()[0].device_type)
-  print(json.dumps({k: round(v, 1) if "per_sec" in k else v
+  print(json.dumps({k: round(v, 1) if "per_sec" in k else
+                    (float(f"{v:.4g}") if isinstance(v, float) else v)
                     for k, v in results.items()}))
 
 

@@ -5,6 +5,7 @@ The split is decoded once per process (`records.read_split`), corrupted once
 only index arithmetic:
 
   order of epoch e   = stateless shuffle of 0..N-1 with seed (seed, e)
+  train order        = order[:N // B * B]        (whole global batches only)
   worker's part      = order[pipeline_id::num_pipelines]   (after the shuffle)
   batch b            = gather(images, part[b*B:(b+1)*B])
                        -> augment_batch(seed (seed, e, pipeline_id, b))
@@ -184,12 +185,20 @@ def epoch_order(num_examples, seed, epoch, shuffle=True):
       order, _stream_seed(seed, "shuffle", epoch), alg=augment_lib.ALG)
 
 
-def shard_order(order, num_pipelines, pipeline_id, drop_remainder):
-  """This worker's part of the global order (equal sizes when dropping)."""
+def shard_order(order, num_pipelines, pipeline_id, drop_remainder,
+                global_batch=1):
+  """This worker's part of the global order.
+
+  When dropping the remainder, the order is first cut to whole global batches,
+  so that every worker's part is exactly its share of the epoch's steps: an
+  epoch then ends with its own last step (no batch spills into the next epoch)
+  and each global step covers the same examples on any number of replicas and
+  workers (order[s*B:(s+1)*B] for step s).
+  """
+  if drop_remainder:
+    order = order[:tf.size(order) // global_batch * global_batch]
   if num_pipelines == 1:
     return order
-  if drop_remainder:  # every worker must run the same number of steps
-    order = order[:tf.size(order) // num_pipelines * num_pipelines]
   return order[pipeline_id::num_pipelines]
 
 
@@ -304,7 +313,8 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
   @_plain
   def epoch_batches(epoch_index):
     order = epoch_order(num_examples, seed, epoch_index, shuffle)
-    order = shard_order(order, num_pipelines, pipeline_id, drop_remainder)
+    order = shard_order(order, num_pipelines, pipeline_id, drop_remainder,
+                        int(batch_size))
     batches = tf.data.Dataset.from_tensor_slices(order).batch(
         batch, drop_remainder=drop_remainder)
     return batches.enumerate().map(

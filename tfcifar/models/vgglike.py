@@ -104,8 +104,9 @@ def normalization(cfg, name):
         noise_mean=cfg.noise_mean, noise_std=cfg.noise_std,
         noise_mean_jitter=cfg.noise_mean_jitter,
         noise_std_jitter=cfg.noise_std_jitter, momentum=cfg.bn_momentum,
-        name=name)
-  return batchnorm.BatchNormalization(momentum=cfg.bn_momentum, name=name)
+        synchronized=cfg.sync_bn, name=name)
+  return batchnorm.BatchNormalization(momentum=cfg.bn_momentum,
+                                      synchronized=cfg.sync_bn, name=name)
 
 
 def normalize_and_activate(x, cfg, name):
