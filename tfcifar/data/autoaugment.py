@@ -278,20 +278,21 @@ def apply_lookup(images, tables):
 
 # --- blends ---------------------------------------------------------------
 
-_SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13.0
-
-
 def smoothed(images):
-  """PIL's ImageFilter.SMOOTH (kernel /13, rounded); border pixels kept, as
-  ImageEnhance.Sharpness's degenerate image."""
-  channels = images.shape[-1]
-  kernel = tf.constant(np.tile(_SMOOTH[:, :, None, None], [1, 1, channels, 1]))
-  inner = tf.round(tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1],
-                                          "VALID"))
-  inner = tf.pad(inner, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  """PIL's ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded) with
+  the border pixels kept, as ImageEnhance.Sharpness's degenerate image.
+
+  Nine shifted slices instead of a depthwise convolution: XLA fuses them into
+  one loop (its CPU convolution is 10x slower here).
+  """
   height, width = images.shape[1], images.shape[2]
-  border = np.ones((height, width, 1), np.float32)
-  border[1:-1, 1:-1] = 0
+  total = 4.0 * images[:, 1:-1, 1:-1]
+  for dy in range(3):
+    for dx in range(3):
+      total += images[:, dy:dy + height - 2, dx:dx + width - 2]
+  inner = tf.pad(tf.round(total / 13.0), [[0, 0], [1, 1], [1, 1], [0, 0]])
+  border = np.ones((1, height, width, 1), np.float32)
+  border[:, 1:-1, 1:-1] = 0
   return images * border + inner * (1 - border)
 
 
