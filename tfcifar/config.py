@@ -34,13 +34,23 @@ class TrainConfig:
   augment: bool = False             # reflect-pad-4 random crop 32 + h-flip
   corrupt: Optional[str] = None     # labels|shuffled_pixels|random_pixels|gaussian
   corrupt_prob: float = 0.0         # probability for --corrupt=labels, in [0, 1]
-  normalization: str = "standardize"  # standardize (train mean/std) | unit ([0,1])
+  preprocess: str = "standardize"   # standardize|unit|mean|gcn|zca|gcn_zca
+  autoaugment: bool = False         # AutoAugment CIFAR-10 policy after crop+flip
+  cutout: int = 0                   # Cutout square side (pixels), 0 = none
   max_train_examples: int = 0       # 0 = the whole train split (images)
   max_test_examples: int = 0        # 0 = the whole test split (images)
   # Optimisation.
-  optimizer: str = "sgd"            # sgd | momentum | adam
-  lr: float = 0.05                  # constant learning rate
-  momentum: float = 0.9             # for --optimizer=momentum
+  optimizer: str = "sgd"            # sgd | momentum | nesterov | adam | adamw
+  lr: float = 0.05                  # (initial) learning rate
+  momentum: float = 0.9             # for --optimizer=momentum|nesterov
+  lr_schedule: str = "constant"     # constant | step | cosine | exponential
+  lr_decay_epochs: str = ""         # "100" (every 100 epochs) or "81,122"
+  lr_decay_factor: float = 0.1      # lr multiplier per decay
+  warmup_epochs: int = 0            # linear warmup (epochs), 0 = none
+  switch_to_sgd_epoch: int = 0      # from this epoch on SGD (new state); 0 = never
+  sgd_lr: float = 0.0               # lr after the switch; 0 = the --lr schedule
+  label_smoothing: float = 0.0      # eps: targets (1-eps) one-hot + eps/10
+  dropout: float = 0.0              # dropout rate of models that have dropout
   batch_size: int = 128             # global batch (images per step, all replicas)
   epochs: int = 50                  # passes over the train split
   seed: int = 0                     # init, shuffling, corruption, augmentation, noise
@@ -62,8 +72,15 @@ class TrainConfig:
     return dataclasses.asdict(self)
 
   def identity(self):
-    """The fields that define what the run computes (compared on resume)."""
-    return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+    """The fields that define what the run computes (compared on resume).
+
+    A cosine schedule without --lr_decay_epochs decays over --epochs, which
+    is then part of what the run computes.
+    """
+    runtime = RUNTIME_FIELDS
+    if self.lr_schedule == "cosine" and not self.lr_decay_epochs:
+      runtime = runtime - {"epochs"}
+    return {k: v for k, v in self.to_dict().items() if k not in runtime}
 
   def model_config(self):
     """The `tfcifar.models.ModelConfig` of this run."""
@@ -74,7 +91,9 @@ class TrainConfig:
         noise_mean_jitter=self.noise_mean_jitter,
         noise_std_jitter=self.noise_std_jitter,
         width_multiplier=self.width_multiplier, vgg_stages=self.vgg_stages,
-        weight_decay=self.weight_decay)
+        # AdamW decays the weights itself (decoupled), not through the loss.
+        weight_decay=0.0 if self.optimizer == "adamw" else self.weight_decay,
+        dropout=self.dropout)
 
 
 def field_names():

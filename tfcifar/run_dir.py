@@ -64,6 +64,8 @@ class RunDir:
       return
     with open(path) as f:
       saved = json.load(f)
+    if "preprocess" not in saved and "normalization" in saved:
+      saved["preprocess"] = saved["normalization"]  # runs before issue 13
     current = config.identity()
     diffs = [f"--{k}={saved.get(k)!r} there, {v!r} now"
              for k, v in current.items() if k in saved and saved[k] != v]

@@ -54,17 +54,62 @@ flags.DEFINE_string("corrupt", _D.corrupt, "Dataset corruption: labels, "
                     "shuffled_pixels, random_pixels or gaussian.")
 flags.DEFINE_float("corrupt_prob", _D.corrupt_prob,
                    "Probability that a train label is randomised (labels).")
-flags.DEFINE_enum("normalization", _D.normalization, ["standardize", "unit"],
-                  "Per-channel train mean/std, or [0, 1] scaling.")
+flags.DEFINE_enum("preprocess", _D.preprocess,
+                  ["standardize", "unit", "mean", "gcn", "zca", "gcn_zca"],
+                  "Input preprocessing (tfcifar/data/preprocess.py): "
+                  "standardize = per-channel train mean/std (the study); "
+                  "unit = [0, 1]; mean = [0, 1] minus the mean train RGB "
+                  "value; gcn = global contrast normalisation per image "
+                  "(s=1, lambda=10, eps=1e-8); zca = ZCA whitening fitted on "
+                  "the train split (eps=0.01 on [0, 1] values); gcn_zca = "
+                  "both. Fitted statistics are cached beside the data and "
+                  "recorded in <model_dir>/preprocess.npz.")
+flags.DEFINE_enum("normalization", None, ["standardize", "unit"],
+                  "Deprecated: --preprocess (kept so old flagfiles load).")
+flags.DEFINE_boolean("autoaugment", _D.autoaugment, "AutoAugment, CIFAR-10 "
+                     "policy (Cubuk et al. 2019; torchvision's "
+                     "AutoAugmentPolicy.CIFAR10), after crop+flip.")
+flags.DEFINE_integer("cutout", _D.cutout, "Cutout (DeVries & Taylor 2017): "
+                     "zero one SIZE x SIZE square per train image (clipped "
+                     "at the border), after normalisation; 0 = off.")
 flags.DEFINE_integer("max_train_examples", _D.max_train_examples,
                      "Use the first N train images (0 = all).")
 flags.DEFINE_integer("max_test_examples", _D.max_test_examples,
                      "Use the first N test images (0 = all).")
 # Optimisation.
-flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd", "momentum", "adam"],
-                  "Optimizer (the study: plain SGD).")
-flags.DEFINE_float("lr", _D.lr, "Constant learning rate.")
-flags.DEFINE_float("momentum", _D.momentum, "Momentum for --optimizer=momentum.")
+flags.DEFINE_enum("optimizer", _D.optimizer,
+                  ["sgd", "momentum", "nesterov", "adam", "adamw"],
+                  "Optimizer (the study: plain SGD). adamw decays the "
+                  "weights by --weight_decay decoupled from the loss "
+                  "(Loshchilov & Hutter 2019), instead of the L2 term.")
+flags.DEFINE_float("lr", _D.lr, "Learning rate (the initial one with a "
+                   "--lr_schedule).")
+flags.DEFINE_float("momentum", _D.momentum,
+                   "Momentum for --optimizer=momentum|nesterov.")
+flags.DEFINE_enum("lr_schedule", _D.lr_schedule,
+                  ["constant", "step", "cosine", "exponential"],
+                  "Learning-rate schedule per step (tfcifar/schedules.py).")
+flags.DEFINE_string("lr_decay_epochs", _D.lr_decay_epochs, "step: decay "
+                    "every N epochs ('100') or at these epochs ('81,122'); "
+                    "cosine: the decay length (default --epochs); "
+                    "exponential: by --lr_decay_factor every N epochs "
+                    "(default 1).")
+flags.DEFINE_float("lr_decay_factor", _D.lr_decay_factor,
+                   "Learning-rate multiplier per decay (step, exponential).")
+flags.DEFINE_integer("warmup_epochs", _D.warmup_epochs, "Linear warmup over "
+                     "this many epochs (Goyal et al. 2017), 0 = none.")
+flags.DEFINE_integer("switch_to_sgd_epoch", _D.switch_to_sgd_epoch,
+                     "With adam/adamw: from this epoch on, SGD with "
+                     "--momentum and a new optimizer state (0 = never).")
+flags.DEFINE_float("sgd_lr", _D.sgd_lr, "Learning rate of the SGD phase "
+                   "(the --lr_schedule scaled by sgd_lr/lr); 0 = the "
+                   "--lr schedule itself.")
+flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Targets "
+                   "(1-eps)*one_hot + eps/10 (Szegedy et al. 2016, Sec. 7). "
+                   "train_loss reports this smoothed loss (the one "
+                   "minimised); test_loss stays plain cross-entropy.")
+flags.DEFINE_float("dropout", _D.dropout, "Dropout rate of the models that "
+                   "have dropout layers (vgglike has none).")
 flags.DEFINE_integer("batch_size", _D.batch_size,
                      "Global batch size (images per step over all replicas).")
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train.")
@@ -97,12 +142,25 @@ def config_from_flags():
   """Reads the flags once and freezes them into a TrainConfig."""
   values = {name: FLAGS[name].value for name in config_lib.field_names()}
   values["corrupt"] = values["corrupt"] or None
+  values["preprocess"] = _preprocess_flag()
   config = config_lib.TrainConfig(**values)
   if not config.model_dir:
     name = (f"{config.model}{'_bn' if config.bn else ''}"
             f"{'_noise' if config.noise else ''}_lr{config.lr:g}")
     config = config.replace(model_dir=os.path.join("runs", name))
   return config
+
+
+def _preprocess_flag():
+  """--preprocess, or the deprecated --normalization where only it is set."""
+  old = FLAGS["normalization"].value
+  if old is None:
+    return FLAGS.preprocess
+  if FLAGS["preprocess"].present and FLAGS.preprocess != old:
+    raise errors.UserError(f"--normalization={old} (deprecated) contradicts "
+                           f"--preprocess={FLAGS.preprocess}; keep "
+                           "--preprocess only")
+  return old
 
 
 def flags_text(config):
@@ -123,6 +181,7 @@ def validate(config):
   """Flag errors that need no data or devices: one line each, exit 2."""
   from tfcifar import data  # pylint: disable=g-import-not-at-top
   from tfcifar import models  # pylint: disable=g-import-not-at-top
+  from tfcifar import schedules  # pylint: disable=g-import-not-at-top
   checks = [
       (config.model in models.MODELS, f"--model={config.model} is not one of "
        f"{', '.join(sorted(models.MODELS))}"),
@@ -142,11 +201,25 @@ def validate(config):
       (config.num_cpu_devices > 0, "--num_cpu_devices must be positive"),
       (min(config.max_train_examples, config.max_test_examples) >= 0,
        "--max_train_examples and --max_test_examples must be >= 0"),
+      (config.lr_decay_factor > 0, "--lr_decay_factor must be positive"),
+      (config.warmup_epochs >= 0, "--warmup_epochs must be >= 0"),
+      (config.switch_to_sgd_epoch >= 0, "--switch_to_sgd_epoch must be >= 0"),
+      (not config.switch_to_sgd_epoch or config.optimizer in ("adam", "adamw"),
+       "--switch_to_sgd_epoch switches from --optimizer=adam or adamw to SGD"),
+      (config.sgd_lr >= 0, "--sgd_lr must be >= 0"),
+      (0 <= config.label_smoothing < 1, "--label_smoothing must be in [0, 1)"),
+      (0 <= config.dropout < 1, "--dropout must be in [0, 1)"),
+      (0 <= config.cutout <= 32, "--cutout must be in 0..32 pixels"),
   ]
   for ok, message in checks:
     if not ok:
       raise errors.UserError(message)
   data.validate_corruption(config.corrupt, config.corrupt_prob)
+  data.validate_preprocess(config.preprocess)
+  models.check_dropout(config.model_config())
+  schedules.make_schedule(config.lr_schedule, config.lr, 1,
+                          decay_epochs=config.lr_decay_epochs,
+                          total_epochs=config.epochs)
 
 
 def resolve_data_dir(data_dir, log=print):

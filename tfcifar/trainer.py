@@ -175,7 +175,7 @@ class Trainer:
     c = self.config
     kwargs = dict(batch_size=c.batch_size, augment=c.augment,
                   corrupt=c.corrupt, corrupt_prob=c.corrupt_prob, seed=c.seed,
-                  normalization=c.normalization,
+                  preprocess=c.preprocess,
                   max_examples=(c.max_train_examples if split == "train"
                                 else c.max_test_examples) or None)
     kwargs.update(overrides)

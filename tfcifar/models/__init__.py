@@ -16,12 +16,14 @@ from tfcifar.models.noisy_batchnorm import NoisyBatchNormalization
 from tfcifar.models.probes import normalization_layers
 from tfcifar.models.probes import post_bn_activations_model
 from tfcifar.models.registry import build_model
+from tfcifar.models.registry import check_dropout
 from tfcifar.models.registry import MODELS
 from tfcifar.models.registry import register_model
 from tfcifar.models.regularization import weight_decay_loss
 
 __all__ = [
     "MODELS", "ModelConfig", "NoisyBatchNormalization", "add_channel_noise",
-    "build_model", "normalization_layers", "post_bn_activations_model",
+    "build_model", "check_dropout", "normalization_layers",
+    "post_bn_activations_model",
     "register_model", "weight_decay_loss",
 ]

@@ -29,6 +29,8 @@ class ModelConfig:
       conv and dense kernels.
     num_classes: number of logits.
     input_shape: image shape, channels last.
+    dropout: dropout rate for the models registered with dropout=True (a
+      hook: vgglike has no dropout layer and refuses a rate > 0).
   """
 
   name: str = "vgglike"
@@ -44,6 +46,7 @@ class ModelConfig:
   weight_decay: float = 1e-4
   num_classes: int = 10
   input_shape: tuple = (32, 32, 3)
+  dropout: float = 0.0
 
   def __post_init__(self):
     # Lists from JSON/flags become tuples, so the config stays hashable.
@@ -71,5 +74,7 @@ def _problems(cfg):
     yield f"--weight_decay must be >= 0, got {cfg.weight_decay}"
   if any(int(u) < 1 for u in cfg.dense_units):
     yield f"dense_units must be positive, got {cfg.dense_units}"
+  if not 0 <= cfg.dropout < 1:
+    yield f"--dropout must be in [0, 1), got {cfg.dropout}"
   if cfg.num_classes < 1:
     yield f"--num_classes must be >= 1, got {cfg.num_classes}"
