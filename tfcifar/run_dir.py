@@ -26,7 +26,7 @@ from tfcifar.errors import UserError
 
 METRICS_FILENAME = "metrics.csv"
 METRICS_HEADER = ("epoch", "train_loss", "train_accuracy", "test_loss",
-                  "test_accuracy", "lr", "seconds")
+                  "test_accuracy", "test_top5_accuracy", "lr", "seconds")
 ACTIVATIONS_FILENAME = "activations.csv"
 # Percentiles of a layer's activations written per epoch (--histograms).
 ACTIVATION_PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -84,7 +84,8 @@ class RunDir:
     writer = csv.DictWriter(out, header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-      writer.writerow({k: _format(row[k]) for k in header})
+      # A column added since the row was written (an older run) stays empty.
+      writer.writerow({k: _format(row[k]) if k in row else "" for k in header})
     write_text_atomic(self.file(name), out.getvalue())
 
   def truncate_metrics(self, last_epoch):
@@ -136,7 +137,7 @@ def read_csv_rows(path):
   with open(path, newline="") as f:
     rows = list(csv.DictReader(f))
   return [{k: (int(v) if k == "epoch" else v if k == "layer" else float(v))
-           for k, v in row.items()} for row in rows]
+           for k, v in row.items() if v != ""} for row in rows]
 
 
 def activation_rows(epoch, activations):

@@ -26,6 +26,7 @@ a linear ramp from lr/(W*S) to the schedule's value at the end of epoch W
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfcifar.errors import UserError
@@ -153,3 +154,11 @@ def lr_at(schedule, step):
   if not callable(schedule):
     return float(schedule)
   return float(schedule(tf.constant(step, tf.int64)))
+
+
+def lr_series(schedule, start, stop):
+  """The learning rates of global steps start..stop-1, a float numpy array."""
+  steps = tf.range(start, stop, dtype=tf.int64)
+  if not callable(schedule):
+    return np.full([stop - start], float(schedule))
+  return np.asarray(schedule(steps), np.float64).reshape([stop - start])

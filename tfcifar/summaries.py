@@ -39,6 +39,13 @@ class Logger:
         tf.summary.scalar(name, value)
     self._writers[split].flush()
 
+  def scalar_series(self, split, name, steps, values):
+    """One scalar `name` per step (e.g. the learning rate of every step)."""
+    with self._writers[split].as_default():
+      for step, value in zip(steps, values):
+        tf.summary.scalar(name, float(value), step=int(step))
+    self._writers[split].flush()
+
   def image_grid(self, name, images, step=0):
     with self._writers["train"].as_default(step=step):
       tf.summary.image(name, image_grid(images), max_outputs=1,
@@ -64,7 +71,7 @@ class NullLogger:
   def scalars(self, *args, **kwargs):
     pass
 
-  image_grid = histograms = scalars
+  image_grid = histograms = scalar_series = scalars
 
   def close(self):
     pass

@@ -13,8 +13,15 @@ under MultiWorkerMirroredStrategy, so the loop is ours:
     strategy.reduce(SUM)                         metric sums over replicas
 
 Metrics are the study's: train loss (cross-entropy, without the weight-decay
-term) and accuracy summed over every batch of the epoch and averaged at its
-end; test loss and accuracy on the whole test split after each epoch.
+term; with --label_smoothing the smoothed cross-entropy that is minimised)
+and accuracy summed over every batch of the epoch and averaged at its end;
+test loss (plain cross-entropy), accuracy and top-5 accuracy on the whole
+test split after each epoch. `lr` is the learning rate of the epoch's last
+step; TensorBoard gets it per step (`learning_rate_per_step`).
+
+With --switch_to_sgd_epoch=K the epochs from K on run a second optimizer
+(SGD, a fresh state, its step counter starting at the global step so the lr
+schedule continues), checkpointed beside the first.
 """
 
 import math
@@ -31,14 +38,23 @@ from tfcifar import data
 from tfcifar import distribute
 from tfcifar import models
 from tfcifar import run_dir as run_dir_lib
+from tfcifar import schedules
 from tfcifar import summaries
 from tfcifar.errors import UserError
 
+# name -> (config, learning rate or schedule) -> optimizer.
 OPTIMIZERS = {
-    "sgd": lambda c: keras.optimizers.SGD(c.lr),
-    "momentum": lambda c: keras.optimizers.SGD(c.lr, momentum=c.momentum),
-    "adam": lambda c: keras.optimizers.Adam(c.lr),
+    "sgd": lambda c, lr: keras.optimizers.SGD(lr),
+    "momentum": lambda c, lr: keras.optimizers.SGD(lr, momentum=c.momentum),
+    "nesterov": lambda c, lr: keras.optimizers.SGD(lr, momentum=c.momentum,
+                                                   nesterov=True),
+    "adam": lambda c, lr: keras.optimizers.Adam(lr),
+    # Decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 2, line
+    # 12): w -= lr * wd * w, on the kernels (see `make_optimizer`).
+    "adamw": lambda c, lr: keras.optimizers.AdamW(lr,
+                                                  weight_decay=c.weight_decay),
 }
+PREPROCESS_FILENAME = "preprocess.npz"  # the run's fitted input statistics
 
 
 class Diverged(Exception):
@@ -49,19 +65,36 @@ class Diverged(Exception):
     self.epoch = epoch
 
 
-def make_optimizer(config):
-  optimizer = OPTIMIZERS[config.optimizer](config)
+def make_optimizer(config, learning_rate=None, name=None, model=None):
+  """The optimizer `name` (default --optimizer) at `learning_rate` (a float
+  or a schedule; default --lr); AdamW skips biases and BatchNorm."""
+  name = name or config.optimizer
+  optimizer = OPTIMIZERS[name](
+      config, config.lr if learning_rate is None else learning_rate)
+  if name == "adamw" and model is not None:
+    optimizer.exclude_from_weight_decay(
+        var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
   if config.mixed_precision:
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
 
 
-def _metric_sums(labels, logits):
+def smoothed_cross_entropy(labels, logits, label_smoothing):
+  """Per-example cross-entropy with targets (1-eps) one_hot + eps/K
+  (Szegedy et al. 2016, Sec. 7); eps = 0 is plain sparse cross-entropy."""
+  if not label_smoothing:
+    return keras.losses.sparse_categorical_crossentropy(
+        labels, logits, from_logits=True)
+  one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+  return keras.losses.categorical_crossentropy(
+      one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+
+
+def _metric_sums(labels, logits, label_smoothing=0.0):
   """[sum of per-example cross-entropy, number correct, number of examples]."""
   labels = tf.cast(labels, tf.int32)
   logits = tf.cast(logits, tf.float32)
-  losses = keras.losses.sparse_categorical_crossentropy(
-      labels, logits, from_logits=True)
+  losses = smoothed_cross_entropy(labels, logits, label_smoothing)
   correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                              labels), tf.float32)
   count = tf.cast(tf.shape(labels)[0], tf.float32)
@@ -70,7 +103,8 @@ def _metric_sums(labels, logits):
 
 
 def make_replica_step(model, optimizer, global_batch, num_replicas,
-                      jit_compile=True, mixed_precision=False):
+                      jit_compile=True, mixed_precision=False,
+                      label_smoothing=0.0):
   """The per-replica train step: `replica_step((images, labels)) -> sums`.
 
   Its core (forward, loss with weight decay, gradients) is compiled with
@@ -92,7 +126,7 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
       tape.watch(trainable)
       logits, new_non_trainable = model.stateless_call(
           trainable, non_trainable, images, training=True)
-      losses, sums = _metric_sums(labels, logits)
+      losses, sums = _metric_sums(labels, logits, label_smoothing)
       loss = tf.reduce_sum(losses) / global_batch
       # Weight decay once per replica: gradients are summed over replicas.
       loss += models.weight_decay_loss(model, trainable) / num_replicas
@@ -132,11 +166,23 @@ class Trainer:
                       f"{num_train} train examples")
     keras.mixed_precision.set_global_policy(
         "mixed_float16" if config.mixed_precision else "float32")
+    self.schedule = schedules.make_schedule(
+        config.lr_schedule, config.lr, self.steps_per_epoch,
+        decay_epochs=config.lr_decay_epochs,
+        decay_factor=config.lr_decay_factor,
+        warmup_epochs=config.warmup_epochs, total_epochs=config.epochs)
     with strategy.scope():
       keras.utils.set_random_seed(config.seed)
       self.model = models.build_model(config.model_config())
-      self.optimizer = make_optimizer(config)
+      self.optimizer = make_optimizer(config, self.schedule, model=self.model)
       self.optimizer.build(self.model.trainable_variables)
+      self.sgd_optimizer = None
+      if config.switch_to_sgd_epoch:
+        self.sgd_schedule = schedules.scaled(
+            self.schedule, (config.sgd_lr or config.lr) / config.lr)
+        self.sgd_optimizer = make_optimizer(config, self.sgd_schedule,
+                                            "momentum")
+        self.sgd_optimizer.build(self.model.trainable_variables)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                name="completed_epochs")
     # Keras does not track SeedGenerator states as checkpoint dependencies;
@@ -144,30 +190,52 @@ class Trainer:
     # (A list: tracked by position, which the model's structure fixes.)
     rng_states = [v for v in self.model.non_trainable_variables
                   if "seed_generator" in v.path]
+    extra = {"sgd_optimizer": self.sgd_optimizer} if self.sgd_optimizer else {}
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, epoch=self.epoch,
-        rng_states=rng_states)
+        rng_states=rng_states, **extra)
     self.logger = (summaries.Logger(config.model_dir) if self.chief
                    else summaries.NullLogger())
-    self._replica_step = make_replica_step(
-        self.model, self.optimizer, config.batch_size,
-        strategy.num_replicas_in_sync, config.xla, config.mixed_precision)
+    self._train_loops = [  # [0]: --optimizer; [1]: SGD after the switch
+        self._make_train_loop(make_replica_step(
+            self.model, optimizer, config.batch_size,
+            strategy.num_replicas_in_sync, config.xla, config.mixed_precision,
+            config.label_smoothing))
+        for optimizer in (self.optimizer, self.sgd_optimizer) if optimizer]
+    self._train_loop = self._train_loops[0]
     self._compiled_eval = tf.function(self._eval_sums, jit_compile=config.xla)
     self._test_dataset = None
+    self.preprocess_stats = self._preprocess_stats()
 
   # --- steps --------------------------------------------------------------
 
-  @tf.function
-  def _train_loop(self, iterator, num_steps):
-    totals = tf.zeros([3], tf.float32)
-    for _ in tf.range(num_steps):
-      sums = self.strategy.run(self._replica_step, args=(next(iterator),))
-      totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums,
-                                     axis=None)
-    return totals
+  def _make_train_loop(self, replica_step):
+    @tf.function
+    def train_loop(iterator, num_steps):
+      totals = tf.zeros([3], tf.float32)
+      for _ in tf.range(num_steps):
+        sums = self.strategy.run(replica_step, args=(next(iterator),))
+        totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums,
+                                       axis=None)
+      return totals
+    return train_loop
 
   def _eval_sums(self, images, labels):
-    return _metric_sums(labels, self.model(images, training=False))[1]
+    """[loss sum, correct, count, top-5 correct] of a test batch."""
+    logits = self.model(images, training=False)
+    top5 = tf.math.in_top_k(tf.cast(labels, tf.int32),
+                            tf.cast(logits, tf.float32), 5)
+    return tf.concat([_metric_sums(labels, logits)[1],
+                      [tf.reduce_sum(tf.cast(top5, tf.float32))]], 0)
+
+  def optimizer_of(self, epoch):
+    """The optimizer of `epoch` (1-based): SGD from --switch_to_sgd_epoch."""
+    k = self.config.switch_to_sgd_epoch
+    return self.sgd_optimizer if k and epoch >= k else self.optimizer
+
+  def schedule_of(self, epoch):
+    return (self.sgd_schedule if self.optimizer_of(epoch) is self.sgd_optimizer
+            else self.schedule)
 
   # --- data ---------------------------------------------------------------
 
@@ -175,7 +243,8 @@ class Trainer:
     c = self.config
     kwargs = dict(batch_size=c.batch_size, augment=c.augment,
                   corrupt=c.corrupt, corrupt_prob=c.corrupt_prob, seed=c.seed,
-                  preprocess=c.preprocess,
+                  preprocess=c.preprocess, autoaugment=c.autoaugment,
+                  cutout=c.cutout, preprocess_stats=self.preprocess_stats,
                   max_examples=(c.max_train_examples if split == "train"
                                 else c.max_test_examples) or None)
     kwargs.update(overrides)
@@ -189,13 +258,26 @@ class Trainer:
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
   def evaluate(self):
-    """(loss, accuracy) on the whole test split, computed on this worker."""
+    """(loss, accuracy, top-5 accuracy) on the whole test split, computed on
+    this worker."""
     if self._test_dataset is None:
       self._test_dataset = self._dataset("test", shuffle=False, repeat=False)
-    totals = np.zeros(3)
+    totals = np.zeros(4)
     for images, labels in self._test_dataset:
       totals += self._compiled_eval(images, labels).numpy()
-    return totals[0] / totals[2], totals[1] / totals[2]
+    return totals[0] / totals[2], totals[1] / totals[2], totals[3] / totals[2]
+
+  def _preprocess_stats(self):
+    """The run's input statistics: recorded in model_dir (a resumed run and
+    its evaluation reuse them), else the data's (then recorded)."""
+    path = os.path.join(self.config.model_dir, PREPROCESS_FILENAME)
+    if os.path.exists(path):
+      return data.load_stats(path)
+    stats = data.preprocess_stats(self.data_dir, self.config.preprocess)
+    if self.chief and stats:
+      os.makedirs(self.config.model_dir, exist_ok=True)
+      data.save_stats(path, stats)
+    return stats
 
   # --- checkpoints --------------------------------------------------------
 
@@ -264,11 +346,16 @@ class Trainer:
 
   def _train_epoch(self, epoch, iterator):
     progress = self._progress(epoch)
+    optimizer = self.optimizer_of(epoch)
+    if optimizer is self.sgd_optimizer and int(optimizer.iterations) == 0:
+      # A fresh SGD state; its steps count on from the global step.
+      optimizer.iterations.assign((epoch - 1) * self.steps_per_epoch)
+    train_loop = self._train_loops[optimizer is self.sgd_optimizer]
     totals = np.zeros(3)
     step = 0
     while step < self.steps_per_epoch:
       num_steps = min(self.config.steps_per_loop, self.steps_per_epoch - step)
-      totals += self._train_loop(iterator, tf.constant(num_steps)).numpy()
+      totals += train_loop(iterator, tf.constant(num_steps)).numpy()
       step += num_steps
       if not math.isfinite(totals[0]):
         raise Diverged(epoch)
@@ -295,11 +382,12 @@ class Trainer:
       start = time.time()
       train_loss, train_accuracy, images = self._train_epoch(epoch, iterator)
       train_seconds = time.time() - start
-      test_loss, test_accuracy = self.evaluate()
+      test_loss, test_accuracy, test_top5 = self.evaluate()
       row = {"epoch": epoch, "train_loss": train_loss,
              "train_accuracy": train_accuracy, "test_loss": test_loss,
-             "test_accuracy": test_accuracy,
-             "lr": float(self.optimizer.learning_rate.numpy()),
+             "test_accuracy": test_accuracy, "test_top5_accuracy": test_top5,
+             "lr": schedules.lr_at(self.schedule_of(epoch),
+                                   epoch * self.steps_per_epoch - 1),
              "seconds": time.time() - start}
       if self.chief:
         self._end_epoch(epoch, row, images / train_seconds)
@@ -312,8 +400,15 @@ class Trainer:
     self.logger.scalars("train", epoch, {
         "loss": row["train_loss"], "accuracy": row["train_accuracy"],
         "learning_rate": row["lr"], "images_per_sec": images_per_sec})
-    self.logger.scalars("test", epoch, {"loss": row["test_loss"],
-                                        "accuracy": row["test_accuracy"]})
+    self.logger.scalars("test", epoch, {
+        "loss": row["test_loss"], "accuracy": row["test_accuracy"],
+        "top5_accuracy": row["test_top5_accuracy"]})
+    first = (epoch - 1) * self.steps_per_epoch
+    self.logger.scalar_series(
+        "train", "learning_rate_per_step", range(first + 1, first + 1 +
+                                                 self.steps_per_epoch),
+        schedules.lr_series(self.schedule_of(epoch), first,
+                            first + self.steps_per_epoch))
     if self.config.histograms:
       self._log_histograms(epoch)
     self.log(f"epoch {epoch}/{self.config.epochs}: "
