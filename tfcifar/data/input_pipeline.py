@@ -325,18 +325,28 @@ def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
   if not (augment or autoaugment or cutout) and to_float is None:
     return lambda images, seeds: images
 
-  def pixels(images, params):
+  def before(images, params):
     if augment:
       images = augment_lib.crop_flip(images, *params["augment"])
-    if autoaugment:
-      images = autoaugment_lib.autoaugment(images, *params["autoaugment"])
+    return images
+
+  def after(images, params):
     if to_float is not None:
       images = to_float(images)
     if cutout:
       images = cutout_lib.cutout(images, *params["cutout"], cutout)
     return images
 
-  compiled = tf.function(pixels, jit_compile=jit_compile, autograph=False)
+  compile_ = lambda fn: tf.function(fn, jit_compile=jit_compile,
+                                    autograph=False)
+  if not autoaugment:
+    compiled = compile_(lambda images, params: after(before(images, params),
+                                                     params))
+  else:  # AutoAugment compiles its passes itself (see autoaugment._stages)
+    first, last = compile_(before), compile_(after)
+    compiled = lambda images, params: last(autoaugment_lib.autoaugment(
+        first(images, params), *params["autoaugment"],
+        jit_compile=jit_compile), params)
 
   def transform(images, seeds):
     batch = tf.shape(images)[0]
