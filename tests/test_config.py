@@ -19,11 +19,13 @@ FLAG_NAMES = (
     "model bn bn_momentum noise noise_mean noise_std noise_mean_jitter "
     "noise_std_jitter width_multiplier vgg_stages sync_bn weight_decay dropout "
     "aux_heads resnet_depth stochastic_depth bagnet_patch mlp_units data_dir "
-    "augment corrupt corrupt_prob normalization max_train_examples "
-    "max_test_examples optimizer lr momentum batch_size epochs seed model_dir "
+    "augment corrupt corrupt_prob preprocess normalization autoaugment cutout "
+    "max_train_examples max_test_examples optimizer lr momentum lr_schedule "
+    "lr_decay_epochs lr_decay_factor warmup_epochs switch_to_sgd_epoch sgd_lr "
+    "label_smoothing batch_size epochs seed model_dir "
     "strategy num_cpu_devices precision mixed_precision xla histograms "
     "steps_per_loop progress keep_checkpoints").split()
-RUNTIME = {"epochs", "data_dir", "model_dir", "strategy", "num_cpu_devices",
+RUNTIME = {"epochs", "normalization", "data_dir", "model_dir", "strategy", "num_cpu_devices",
            "xla", "histograms", "steps_per_loop", "progress",
            "keep_checkpoints"}
 
