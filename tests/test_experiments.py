@@ -356,10 +356,15 @@ def test_smoke_sweep_with_real_trainer(tmp_path, sample_data_dir):
       assert 0 <= status["metrics"]["test_accuracy"] <= 1
   out = tmp_path / "figures"
   plot.plot_all(str(tmp_path), str(out), ("png",), log=lambda _: None)
+  # flags/bn_noise.cfg logs --histograms: activations.csv per epoch and
+  # layer, drawn as bn_noise_activations.png.
+  layers = {r["layer"] for r in plot.load_runs(str(tmp_path))[
+      "bn_noise/bn-noise"].activations}
+  assert layers == {"conv1_1", "conv2_1", "fc1", "fc2"}
   assert sorted(os.listdir(out)) == sorted(
       [f"{s}.png" for s in studies.STUDIES] +
-      ["summary_train_accuracy.png", "summary_test_accuracy.png",
-       "summary.md"])
+      ["bn_noise_activations.png", "summary_train_accuracy.png",
+       "summary_test_accuracy.png", "summary.md"])
 
 
 # --- seeds -------------------------------------------------------------------
