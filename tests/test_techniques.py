@@ -162,3 +162,22 @@ def test_models_without_dropout_ignore_the_dropout_rate():
     for a, b in zip(weights[0], other):
       np.testing.assert_array_equal(a, b)
   keras.backend.clear_session()
+
+
+def test_metrics_from_before_top5_still_read_and_append(tmp_path):
+  run = run_dir_lib.RunDir(str(tmp_path))
+  os.makedirs(run.path, exist_ok=True)
+  with open(run.file(run_dir_lib.METRICS_FILENAME), "w") as f:
+    f.write("epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,"
+            "seconds\n1,2.3,0.1,2.2,0.12,0.05,1.5\n")
+  rows = run.read_metrics()
+  assert rows == [{"epoch": 1, "train_loss": 2.3, "train_accuracy": 0.1,
+                   "test_loss": 2.2, "test_accuracy": 0.12, "lr": 0.05,
+                   "seconds": 1.5}]
+  run.append_metrics({"epoch": 2, "train_loss": 2.0, "train_accuracy": 0.2,
+                      "test_loss": 2.1, "test_accuracy": 0.2,
+                      "test_top5_accuracy": 0.6, "lr": 0.05, "seconds": 1.0})
+  rows = run.read_metrics()
+  assert "test_top5_accuracy" not in rows[0]  # left empty in the old row
+  assert rows[1]["test_top5_accuracy"] == 0.6
+  assert [r["epoch"] for r in rows] == [1, 2]
