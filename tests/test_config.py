@@ -19,11 +19,13 @@ FLAG_NAMES = (
     "model bn bn_momentum noise noise_mean noise_std noise_mean_jitter "
     "noise_std_jitter width_multiplier vgg_stages sync_bn weight_decay dropout "
     "aux_heads resnet_depth stochastic_depth bagnet_patch mlp_units data_dir "
-    "augment corrupt corrupt_prob normalization max_train_examples "
-    "max_test_examples optimizer lr momentum batch_size epochs seed model_dir "
+    "augment corrupt corrupt_prob preprocess normalization autoaugment cutout "
+    "max_train_examples max_test_examples optimizer lr momentum lr_schedule "
+    "lr_decay_epochs lr_decay_factor warmup_epochs switch_to_sgd_epoch sgd_lr "
+    "label_smoothing batch_size epochs seed model_dir "
     "strategy num_cpu_devices precision mixed_precision xla histograms "
     "steps_per_loop progress keep_checkpoints").split()
-RUNTIME = {"epochs", "data_dir", "model_dir", "strategy", "num_cpu_devices",
+RUNTIME = {"epochs", "normalization", "data_dir", "model_dir", "strategy", "num_cpu_devices",
            "xla", "histograms", "steps_per_loop", "progress",
            "keep_checkpoints"}
 
@@ -100,6 +102,21 @@ def test_sections_are_nested_and_frozen():
     (dict(corrupt="blur"), "--corrupt"),
     (dict(corrupt_prob=0.5), "--corrupt_prob=0.5 needs --corrupt=labels"),
     (dict(bn=True, noise=True, noise_std=0.9), "--noise_std must be >= 1"),
+    (dict(preprocess="whiten"), "--preprocess=whiten is not one of"),
+    (dict(normalization="unit", preprocess="zca"), "--normalization=unit"),
+    (dict(cutout=33), "--cutout must be <= 32"),
+    (dict(cutout=-1), "--cutout must be >= 0"),
+    (dict(lr_schedule="linear"), "--lr_schedule=linear is not one of"),
+    (dict(lr_schedule="step"), "--lr_schedule=step needs --lr_decay_epochs"),
+    (dict(lr_decay_epochs="10"), "--lr_decay_epochs needs --lr_schedule"),
+    (dict(lr_schedule="step", lr_decay_epochs="9,3"), "must be increasing"),
+    (dict(lr_decay_factor=0.0), "--lr_decay_factor must be > 0"),
+    (dict(warmup_epochs=-1), "--warmup_epochs must be >= 0"),
+    (dict(switch_to_sgd_epoch=3), "--switch_to_sgd_epoch switches from"),
+    (dict(optimizer="adam", switch_to_sgd_epoch=-1), "--switch_to_sgd_epoch"),
+    (dict(sgd_lr=-0.1), "--sgd_lr must be >= 0"),
+    (dict(label_smoothing=1.0), "--label_smoothing must be < 1"),
+    (dict(label_smoothing=-0.1), "--label_smoothing must be >= 0"),
 ])
 def test_each_rule_is_checked_in_the_config(overrides, message):
   with pytest.raises(UserError, match=message):
@@ -131,3 +148,21 @@ def test_bad_config_is_a_user_error_naming_the_flag(overrides, flag):
 def test_config_is_frozen():
   with pytest.raises(dataclasses.FrozenInstanceError):
     models.ModelConfig().bn = True
+
+
+def test_issue13_fields_and_aliases():
+  from tfcifar.data import preprocess  # pylint: disable=g-import-not-at-top
+  assert config_lib.PREPROCESSES == tuple(preprocess.PREPROCESSORS)
+  # --normalization (deprecated) folds into --preprocess.
+  old = config_lib.TrainConfig.from_flat(normalization="unit")
+  assert (old.data.preprocess, old.data.normalization) == ("unit", None)
+  assert old == config_lib.TrainConfig.from_flat(preprocess="unit")
+  # A cosine schedule over --epochs makes --epochs part of the run.
+  default = config_lib.TrainConfig.from_flat()
+  assert "epochs" not in default.identity()
+  cosine = default.replace(lr_schedule="cosine")
+  assert cosine.identity()["epochs"] == 50
+  assert "epochs" not in cosine.replace(lr_decay_epochs="30").identity()
+  # The zoo's one --dropout: its default does not stop vgglike.
+  assert default.model.name == "vgglike" and default.model.dropout == 0.5
+  assert default.replace(dropout=0.9).model.dropout == 0.9

@@ -98,6 +98,10 @@ class _Section:
     return ()
 
 
+# tfcifar.data.preprocess.PREPROCESSORS (checked by tests/test_config.py).
+PREPROCESSES = ("standardize", "unit", "mean", "gcn", "zca", "gcn_zca")
+
+
 def _model_names():
   from tfcifar import models  # pylint: disable=g-import-not-at-top
   return sorted(models.MODELS)
@@ -208,9 +212,24 @@ class DataConfig(_Section):
                                   "gaussian.")
   corrupt_prob: float = option(0.0, "Probability that a train label is "
                                "randomised (--corrupt=labels).")
-  normalization: str = option("standardize", "Per-channel train mean/std, or "
-                              "[0, 1] scaling.",
-                              choices=("standardize", "unit"))
+  preprocess: str = option(
+      "standardize", "Input preprocessing (tfcifar/data/preprocess.py): "
+      "standardize = per-channel train mean/std (the study); unit = [0, 1]; "
+      "mean = [0, 1] minus the mean train RGB value; gcn = global contrast "
+      "normalisation per image (s=1, lambda=10, eps=1e-8); zca = ZCA "
+      "whitening fitted on the train split (eps=0.01 on [0, 1] values); "
+      "gcn_zca = both. Fitted statistics are cached beside the data and "
+      "recorded in <model_dir>/preprocess.npz.", choices=PREPROCESSES)
+  normalization: Optional[str] = option(
+      None, "Deprecated alias of --preprocess (kept so that old flagfiles "
+      "load; folded into --preprocess).", choices=(None, "standardize",
+                                                   "unit"), runtime=True)
+  autoaugment: bool = option(False, "AutoAugment, CIFAR-10 policy (Cubuk et "
+                             "al. 2019; torchvision's "
+                             "AutoAugmentPolicy.CIFAR10), after crop+flip.")
+  cutout: int = option(0, "Cutout (DeVries & Taylor 2017): zero one SIZE x "
+                       "SIZE square per train image (clipped at the border), "
+                       "after normalisation; 0 = off.", low=0, high=32)
   max_train_examples: int = option(0, "Use the first N train images (0 = "
                                    "all).", low=0)
   max_test_examples: int = option(0, "Use the first N test images (0 = all).",
@@ -218,6 +237,14 @@ class DataConfig(_Section):
 
   def __post_init__(self):
     object.__setattr__(self, "corrupt", self.corrupt or None)
+    # --normalization is a deprecated alias: fold it into --preprocess.
+    if self.normalization is not None:
+      if self.preprocess not in ("standardize", self.normalization):
+        raise UserError(f"--normalization={self.normalization} (deprecated) "
+                        f"contradicts --preprocess={self.preprocess}; keep "
+                        "--preprocess only")
+      object.__setattr__(self, "preprocess", self.normalization)
+      object.__setattr__(self, "normalization", None)
     super().__post_init__()
 
   def _rules(self):
@@ -229,15 +256,58 @@ class DataConfig(_Section):
 @dataclasses.dataclass(frozen=True)
 class OptimConfig(_Section):
   """The optimisation: plain SGD at a constant lr by default (the study's)."""
-  optimizer: str = option("sgd", "Optimizer (the study: plain SGD).",
-                          choices=("sgd", "momentum", "adam"))
-  lr: float = option(0.05, "Constant learning rate (> 0).", above=0)
-  momentum: float = option(0.9, "Momentum for --optimizer=momentum.", low=0)
+  optimizer: str = option("sgd", "Optimizer (the study: plain SGD). adamw "
+                          "decays the weights by --weight_decay decoupled "
+                          "from the loss (Loshchilov & Hutter 2019), instead "
+                          "of the L2 term.",
+                          choices=("sgd", "momentum", "nesterov", "adam",
+                                   "adamw"))
+  lr: float = option(0.05, "Learning rate (> 0; the initial one with a "
+                     "--lr_schedule).", above=0)
+  momentum: float = option(0.9, "Momentum for --optimizer=momentum|nesterov "
+                           "(and the SGD phase of --switch_to_sgd_epoch).",
+                           low=0)
+  lr_schedule: str = option("constant", "Learning-rate schedule per step "
+                            "(tfcifar/schedules.py).",
+                            choices=("constant", "step", "cosine",
+                                     "exponential"))
+  lr_decay_epochs: str = option("", "step: decay every N epochs ('100') or "
+                                "at these epochs ('81,122'); cosine: the "
+                                "decay length (default --epochs); "
+                                "exponential: by --lr_decay_factor every N "
+                                "epochs (default 1).")
+  lr_decay_factor: float = option(0.1, "Learning-rate multiplier per decay "
+                                  "(step, exponential; > 0).", above=0)
+  warmup_epochs: int = option(0, "Linear warmup over this many epochs "
+                              "(Goyal et al. 2017), 0 = none.", low=0)
+  switch_to_sgd_epoch: int = option(0, "With adam/adamw: from this epoch on, "
+                                    "SGD with --momentum and a new optimizer "
+                                    "state (0 = never).", low=0)
+  sgd_lr: float = option(0.0, "Learning rate of the SGD phase (the "
+                         "--lr_schedule scaled by sgd_lr/lr); 0 = the --lr "
+                         "schedule itself.", low=0)
+  label_smoothing: float = option(0.0, "Targets (1-eps)*one_hot + eps/10 "
+                                  "(Szegedy et al. 2016, Sec. 7), in [0, 1). "
+                                  "train_loss reports this smoothed loss (the "
+                                  "one minimised); test_loss stays plain "
+                                  "cross-entropy.", low=0)
   batch_size: int = option(128, "Global batch size (images per step over all "
                            "replicas).", above=0)
   epochs: int = option(50, "Epochs to train.", above=0, runtime=True)
   seed: int = option(0, "Seed of init, data order, corruption, augmentation "
                      "and noise.")
+
+  def _rules(self):
+    if self.switch_to_sgd_epoch and self.optimizer not in ("adam", "adamw"):
+      yield ("--switch_to_sgd_epoch switches from --optimizer=adam or adamw "
+             "to SGD")
+    if not self.label_smoothing < 1:
+      yield f"--label_smoothing must be < 1, got {self.label_smoothing}"
+    # The schedule's own checks (--lr_decay_epochs against --lr_schedule).
+    from tfcifar import schedules  # pylint: disable=g-import-not-at-top
+    schedules.make_schedule(self.lr_schedule, self.lr, 1,
+                            decay_epochs=self.lr_decay_epochs,
+                            total_epochs=self.epochs)
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -333,8 +403,12 @@ class TrainConfig:
   def identity(self):
     """The flags that define what the run computes (compared on resume)."""
     fields = flag_fields()
-    return {k: v for k, v in self.to_dict().items()
-            if not fields[k][1].metadata["runtime"]}
+    runtime = {k for k, (_, f) in fields.items() if f.metadata["runtime"]}
+    # A cosine schedule without --lr_decay_epochs decays over --epochs, which
+    # is then part of what the run computes.
+    if self.optim.lr_schedule == "cosine" and not self.optim.lr_decay_epochs:
+      runtime.discard("epochs")
+    return {k: v for k, v in self.to_dict().items() if k not in runtime}
 
   def flags_text(self):
     """The flags of this config, loadable with --flagfile."""
@@ -365,7 +439,8 @@ def define_flags(flag_values=None):
     help_text = f.metadata["help"]
     choices = f.metadata["choices"]
     if isinstance(choices, tuple):
-      help_text += f" One of: {', '.join(str(c) for c in choices)}."
+      help_text += (" One of: "
+                    f"{', '.join(str(c) for c in choices if c is not None)}.")
     getattr(flags, _DEFINE[kind])(name, f.default, help_text,
                                   flag_values=flag_values)
 

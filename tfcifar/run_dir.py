@@ -27,7 +27,7 @@ from tfcifar.errors import UserError
 
 METRICS_FILENAME = "metrics.csv"
 METRICS_HEADER = ("epoch", "train_loss", "train_accuracy", "test_loss",
-                  "test_accuracy", "lr", "seconds")
+                  "test_accuracy", "test_top5_accuracy", "lr", "seconds")
 ACTIVATIONS_FILENAME = "activations.csv"
 # Percentiles of a layer's activations written per epoch (--histograms).
 ACTIVATION_PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
@@ -69,6 +69,8 @@ class RunDir:
       return
     with open(path) as f:
       saved = json.load(f)
+    if "preprocess" not in saved and "normalization" in saved:
+      saved["preprocess"] = saved["normalization"]  # runs before issue 13
     current = config.identity()
     diffs = [f"--{k}={saved.get(k)!r} there, {v!r} now"
              for k, v in current.items() if k in saved and saved[k] != v]
@@ -112,7 +114,8 @@ class RunDir:
     writer = csv.DictWriter(out, header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-      writer.writerow({k: _format(row[k]) for k in header})
+      # A column added since the row was written (an older run) stays empty.
+      writer.writerow({k: _format(row[k]) if k in row else "" for k in header})
     write_text_atomic(self.file(name), out.getvalue())
 
   def truncate_metrics(self, last_epoch):
@@ -158,10 +161,16 @@ class RunDir:
                       json.dumps(payload, indent=1) + "\n")
 
 
+# Columns that every row has; an empty value elsewhere is a column added
+# after the row was written (test_top5_accuracy in runs from before issue 13)
+# and is left out of the row.
+REQUIRED_COLUMNS = ("epoch", "layer")
+
+
 def read_csv_rows(path):
-  """A run's CSV file as dicts: epoch an int, layer a str, others floats;
-  [] when the file does not exist. A malformed file is a one-line UserError
-  naming the file and line."""
+  """A run's CSV file as dicts: epoch an int, layer a str, others floats
+  (an empty value is left out); [] when the file does not exist. A malformed
+  file is a one-line UserError naming the file and line."""
   if not os.path.exists(path):
     return []
   with open(path, newline="") as f:
@@ -173,7 +182,8 @@ def read_csv_rows(path):
       try:
         rows.append({k: (int(float(v)) if k == "epoch" else
                          v if k == "layer" else float(v))
-                     for k, v in row.items()})
+                     for k, v in row.items()
+                     if v != "" or k in REQUIRED_COLUMNS})
       except (TypeError, ValueError):  # a missing, extra or non-number field
         raise UserError(f"{path}, line {reader.line_num}: malformed row "
                         f"{','.join(map(str, row.values()))!r}") from None

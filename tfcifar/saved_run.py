@@ -163,7 +163,8 @@ def dataset(config, split, data_dir=None, batch_size=256, limit=None):
       data_dir_of(config, data_dir), split, batch_size=batch_size,
       augment=False, corrupt=config.data.corrupt,
       corrupt_prob=config.data.corrupt_prob, seed=config.optim.seed,
-      shuffle=False, repeat=False, normalization=config.data.normalization,
+      shuffle=False, repeat=False, preprocess=config.data.preprocess,
+      preprocess_stats=recorded_preprocess_stats(config),
       max_examples=max_examples(config, split, limit), drop_remainder=False)
 
 
@@ -178,11 +179,24 @@ def is_label_corruption(config):
   return config.data.corrupt == "labels"
 
 
+def recorded_preprocess_stats(config):
+  """The input statistics the run recorded (<model_dir>/preprocess.npz), or
+  None (then the data's, as the run fitted them)."""
+  path = os.path.join(config.run.model_dir or "", "preprocess.npz")
+  return data.load_stats(path) if os.path.exists(path) else None
+
+
 def pixel_stats(config, data_dir=None):
-  """(mean[3], std[3]) in 0..255 units: pixels = inputs * std + mean."""
-  data.validate_normalization(config.data.normalization)
-  mean, std = data.NORMALIZATIONS[config.data.normalization](
-      data_dir_of(config, data_dir))
+  """(mean[3], std[3]) in 0..255 units: pixels = inputs * std + mean (the
+  per-channel affine preprocessings only: standardize, unit)."""
+  preprocess = config.data.preprocess
+  if preprocess == "standardize":
+    mean, std = data.normalization_stats(data_dir_of(config, data_dir))
+  elif preprocess == "unit":
+    mean, std = (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)
+  else:
+    raise UserError(f"--preprocess={preprocess} is not a per-channel affine "
+                    "map: its inputs cannot be turned back into pixels")
   return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 

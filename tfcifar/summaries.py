@@ -43,8 +43,16 @@ class Logger:
     self.scalars("train", epoch, {
         "loss": row["train_loss"], "accuracy": row["train_accuracy"],
         "learning_rate": row["lr"], "images_per_sec": images_per_sec})
-    self.scalars("test", epoch, {"loss": row["test_loss"],
-                                 "accuracy": row["test_accuracy"]})
+    self.scalars("test", epoch, {
+        "loss": row["test_loss"], "accuracy": row["test_accuracy"],
+        "top5_accuracy": row["test_top5_accuracy"]})
+
+  def scalar_series(self, split, name, steps, values):
+    """One scalar `name` per step (e.g. the learning rate of every step)."""
+    with self._writers[split].as_default():
+      for step, value in zip(steps, values):
+        tf.summary.scalar(name, float(value), step=int(step))
+    self._writers[split].flush()
 
   def scalars(self, split, step, values):
     with self._writers[split].as_default(step=step):
@@ -77,7 +85,7 @@ class NullLogger:
   def scalars(self, *args, **kwargs):
     pass
 
-  image_grid = histograms = epoch = scalars
+  image_grid = histograms = epoch = scalar_series = scalars
 
   def close(self):
     pass

@@ -17,10 +17,18 @@ the status transitions (running, finished, diverged, failed), resume and
 divergence. `Trainer` holds the model, optimizer, data and checkpoints.
 
 Metrics are the study's: train loss (cross-entropy, without the weight-decay
-term) and accuracy summed over every batch of the epoch and averaged at its
-end; test loss and accuracy on the whole test split after each epoch.
+term; with --label_smoothing the smoothed cross-entropy that is minimised)
+and accuracy summed over every batch of the epoch and averaged at its end;
+test loss (plain cross-entropy), accuracy and top-5 accuracy on the whole
+test split after each epoch. `lr` is the learning rate of the epoch's last
+step; TensorBoard gets it per step (`learning_rate_per_step`).
+
+With --switch_to_sgd_epoch=K the epochs from K on run a second optimizer
+(SGD, a fresh state, its step counter starting at the global step so the lr
+schedule continues), checkpointed beside the first.
 """
 
+import dataclasses
 import math
 import os
 import shutil
@@ -37,14 +45,25 @@ from tfcifar import distribute
 from tfcifar import hparams
 from tfcifar import models
 from tfcifar import run_dir as run_dir_lib
+from tfcifar import schedules
 from tfcifar import summaries
 from tfcifar.errors import UserError
 
+# name -> (config: a TrainConfig, learning rate or schedule) -> optimizer.
 OPTIMIZERS = {
-    "sgd": lambda c: keras.optimizers.SGD(c.lr),
-    "momentum": lambda c: keras.optimizers.SGD(c.lr, momentum=c.momentum),
-    "adam": lambda c: keras.optimizers.Adam(c.lr),  # c: an OptimConfig
+    "sgd": lambda c, lr: keras.optimizers.SGD(lr),
+    "momentum": lambda c, lr: keras.optimizers.SGD(
+        lr, momentum=c.optim.momentum),
+    "nesterov": lambda c, lr: keras.optimizers.SGD(
+        lr, momentum=c.optim.momentum, nesterov=True),
+    "adam": lambda c, lr: keras.optimizers.Adam(lr),
+    # Decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 2, line
+    # 12): w -= lr * wd * w, on the kernels (see `make_optimizer`); the model
+    # is then built without its L2 term (`model_config`).
+    "adamw": lambda c, lr: keras.optimizers.AdamW(
+        lr, weight_decay=c.model.weight_decay),
 }
+PREPROCESS_FILENAME = "preprocess.npz"  # the run's fitted input statistics
 
 
 class Diverged(Exception):
@@ -75,19 +94,45 @@ def step_jit_compile(config, num_replicas):
   return config.run.xla and not (m.bn and m.sync_bn and num_replicas > 1)
 
 
-def make_optimizer(config):
-  optimizer = OPTIMIZERS[config.optim.optimizer](config.optim)
+def model_config(config):
+  """The ModelConfig the run builds: AdamW decays the weights itself
+  (decoupled), not through the loss's L2 term."""
+  if config.optim.optimizer == "adamw":
+    return dataclasses.replace(config.model, weight_decay=0.0)
+  return config.model
+
+
+def make_optimizer(config, learning_rate=None, name=None, model=None):
+  """The optimizer `name` (default --optimizer) at `learning_rate` (a float
+  or a schedule; default --lr); AdamW skips biases and BatchNorm."""
+  name = name or config.optim.optimizer
+  optimizer = OPTIMIZERS[name](
+      config, config.optim.lr if learning_rate is None else learning_rate)
+  if name == "adamw" and model is not None:
+    optimizer.exclude_from_weight_decay(
+        var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
   if config.run.precision == "mixed_float16":
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
 
 
-def _metric_sums(labels, logits):
-  """[sum of per-example cross-entropy, number correct, number of examples]."""
+def smoothed_cross_entropy(labels, logits, label_smoothing):
+  """Per-example cross-entropy with targets (1-eps) one_hot + eps/K
+  (Szegedy et al. 2016, Sec. 7); eps = 0 is plain sparse cross-entropy."""
+  if not label_smoothing:
+    return keras.losses.sparse_categorical_crossentropy(
+        labels, logits, from_logits=True)
+  one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
+  return keras.losses.categorical_crossentropy(
+      one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+
+
+def _metric_sums(labels, logits, label_smoothing=0.0):
+  """[sum of per-example cross-entropy (smoothed with `label_smoothing`),
+  number correct, number of examples]."""
   labels = tf.cast(labels, tf.int32)
   logits = tf.cast(logits, tf.float32)
-  losses = keras.losses.sparse_categorical_crossentropy(
-      labels, logits, from_logits=True)
+  losses = smoothed_cross_entropy(labels, logits, label_smoothing)
   correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                              labels), tf.float32)
   count = tf.cast(tf.shape(labels)[0], tf.float32)
@@ -110,7 +155,8 @@ def poison_unless_finite_everywhere(grads):
 
 
 def make_replica_step(model, optimizer, global_batch, num_replicas,
-                      jit_compile=True, mixed_precision=False):
+                      jit_compile=True, mixed_precision=False,
+                      label_smoothing=0.0):
   """The per-replica train step: `replica_step((images, labels)) -> sums`.
 
   Its core (forward, loss with weight decay, gradients) is a tf.function
@@ -126,6 +172,8 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
   A model with auxiliary classifiers (GoogLeNet's `--aux_heads`) is run
   through `models.training_outputs`: each auxiliary head's cross-entropy,
   times its weight, is added to the loss; the sums report the main logits.
+  With `label_smoothing` every cross-entropy term (main and auxiliary) uses
+  the smoothed targets, and the sums report the smoothed main loss.
 
   Returns [sum of cross-entropy, number correct, number of examples] of the
   replica's batch.
@@ -140,10 +188,11 @@ def make_replica_step(model, optimizer, global_batch, num_replicas,
         trainable, non_trainable, images, training=True, return_losses=True)
     logits, aux_logits = ((outputs[0], outputs[1:]) if aux_weights
                           else (outputs, ()))
-    losses, sums = _metric_sums(labels, logits)
+    losses, sums = _metric_sums(labels, logits, label_smoothing)
     loss = tf.reduce_sum(losses)
     for weight, aux in zip(aux_weights, aux_logits):
-      loss += weight * tf.reduce_sum(_metric_sums(labels, aux)[0])
+      loss += weight * tf.reduce_sum(
+          _metric_sums(labels, aux, label_smoothing)[0])
     loss /= global_batch
     if regularizers:
       loss += tf.add_n([tf.cast(r, tf.float32) for r in regularizers]) / (
@@ -197,11 +246,22 @@ class Trainer:
       raise UserError(f"--batch_size={c.optim.batch_size} is larger than the "
                       f"{num_train} train examples")
     keras.mixed_precision.set_global_policy(c.run.precision)
+    o = c.optim
+    self.schedule = schedules.make_schedule(
+        o.lr_schedule, o.lr, self.steps_per_epoch,
+        decay_epochs=o.lr_decay_epochs, decay_factor=o.lr_decay_factor,
+        warmup_epochs=o.warmup_epochs, total_epochs=o.epochs)
     with strategy.scope():
-      keras.utils.set_random_seed(c.optim.seed)
-      self.model = models.build_model(c.model)
-      self.optimizer = make_optimizer(c)
+      keras.utils.set_random_seed(o.seed)
+      self.model = models.build_model(model_config(c))
+      self.optimizer = make_optimizer(c, self.schedule, model=self.model)
       self.optimizer.build(self.model.trainable_variables)
+      self.sgd_optimizer = None
+      if o.switch_to_sgd_epoch:
+        self.sgd_schedule = schedules.scaled(self.schedule,
+                                             (o.sgd_lr or o.lr) / o.lr)
+        self.sgd_optimizer = make_optimizer(c, self.sgd_schedule, "momentum")
+        self.sgd_optimizer.build(self.model.trainable_variables)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                name="completed_epochs")
     # Keras does not track SeedGenerator states as checkpoint dependencies;
@@ -209,35 +269,69 @@ class Trainer:
     # (A list: tracked by position, which the model's structure fixes.)
     rng_states = [v for v in self.model.non_trainable_variables
                   if "seed_generator" in v.path]
+    extra = {"sgd_optimizer": self.sgd_optimizer} if self.sgd_optimizer else {}
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, epoch=self.epoch,
-        rng_states=rng_states)
+        rng_states=rng_states, **extra)
     replicas = strategy.num_replicas_in_sync
     jit_compile = step_jit_compile(c, replicas)
-    self._replica_step = make_replica_step(
-        self.model, self.optimizer, c.optim.batch_size, replicas,
-        None if replicas > 1 and not jit_compile else jit_compile,
-        c.run.precision == "mixed_float16")
+    self._train_loops = [  # [0]: --optimizer; [1]: SGD after the switch
+        self._make_train_loop(make_replica_step(
+            self.model, optimizer, c.optim.batch_size, replicas,
+            None if replicas > 1 and not jit_compile else jit_compile,
+            c.run.precision == "mixed_float16", o.label_smoothing))
+        for optimizer in (self.optimizer, self.sgd_optimizer) if optimizer]
     self._compiled_eval = tf.function(self._eval_sums, jit_compile=c.run.xla)
     self._test_dataset = None
+    self.preprocess_stats = self._preprocess_stats()
 
-  @tf.function
-  def _train_loop(self, iterator, num_steps):
-    totals = tf.zeros([3], tf.float32)
-    for _ in tf.range(num_steps):
-      sums = self.strategy.run(self._replica_step, args=(next(iterator),))
-      totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums,
-                                     axis=None)
-    return totals
+  def _make_train_loop(self, replica_step):
+    @tf.function
+    def train_loop(iterator, num_steps):
+      totals = tf.zeros([3], tf.float32)
+      for _ in tf.range(num_steps):
+        sums = self.strategy.run(replica_step, args=(next(iterator),))
+        totals += self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums,
+                                       axis=None)
+      return totals
+    return train_loop
 
   def _eval_sums(self, images, labels):
-    return _metric_sums(labels, self.model(images, training=False))[1]
+    """[loss sum, correct, count, top-5 correct] of a test batch."""
+    logits = self.model(images, training=False)
+    top5 = tf.math.in_top_k(tf.cast(labels, tf.int32),
+                            tf.cast(logits, tf.float32), 5)
+    return tf.concat([_metric_sums(labels, logits)[1],
+                      [tf.reduce_sum(tf.cast(top5, tf.float32))]], 0)
+
+  def optimizer_of(self, epoch):
+    """The optimizer of `epoch` (1-based): SGD from --switch_to_sgd_epoch."""
+    k = self.config.optim.switch_to_sgd_epoch
+    return self.sgd_optimizer if k and epoch >= k else self.optimizer
+
+  def schedule_of(self, epoch):
+    return (self.sgd_schedule if self.optimizer_of(epoch) is self.sgd_optimizer
+            else self.schedule)
+
+  def lr_of(self, epoch):
+    """The learning rate of the last step of `epoch`."""
+    return schedules.lr_at(self.schedule_of(epoch),
+                           epoch * self.steps_per_epoch - 1)
+
+  def lr_series(self, epoch):
+    """(steps 1-based, learning rates) of the steps of `epoch`."""
+    first = (epoch - 1) * self.steps_per_epoch
+    return (range(first + 1, first + 1 + self.steps_per_epoch),
+            schedules.lr_series(self.schedule_of(epoch), first,
+                                first + self.steps_per_epoch))
 
   def dataset(self, split, **overrides):
     d = self.config.data
     kwargs = dict(batch_size=self.config.optim.batch_size, augment=d.augment,
                   corrupt=d.corrupt, corrupt_prob=d.corrupt_prob,
-                  seed=self.config.optim.seed, normalization=d.normalization,
+                  seed=self.config.optim.seed, preprocess=d.preprocess,
+                  autoaugment=d.autoaugment, cutout=d.cutout,
+                  preprocess_stats=self.preprocess_stats,
                   max_examples=(d.max_train_examples if split == "train"
                                 else d.max_test_examples) or None,
                   jit_compile=self.config.run.xla)
@@ -250,14 +344,32 @@ class Trainer:
                           epoch=first_epoch_index, input_context=input_context)
     return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
+  def _preprocess_stats(self):
+    """The run's input statistics: recorded in model_dir (a resumed run and
+    its evaluation reuse them), else the data's (then recorded)."""
+    path = os.path.join(self.config.run.model_dir, PREPROCESS_FILENAME)
+    if os.path.exists(path):
+      return data.load_stats(path)
+    stats = data.preprocess_stats(self.config.data.data_dir,
+                                  self.config.data.preprocess)
+    if self.chief and stats:
+      os.makedirs(self.config.run.model_dir, exist_ok=True)
+      data.save_stats(path, stats)
+    return stats
+
   def train_epoch(self, epoch, iterator, progress):
     """(loss, accuracy, images) of one epoch; raises Diverged on NaN/inf."""
+    optimizer = self.optimizer_of(epoch)
+    if optimizer is self.sgd_optimizer and int(optimizer.iterations) == 0:
+      # A fresh SGD state; its steps count on from the global step.
+      optimizer.iterations.assign((epoch - 1) * self.steps_per_epoch)
+    train_loop = self._train_loops[optimizer is self.sgd_optimizer]
     totals = np.zeros(3)
     step = 0
     while step < self.steps_per_epoch:
       num_steps = min(self.config.run.steps_per_loop,
                       self.steps_per_epoch - step)
-      totals += self._train_loop(iterator, tf.constant(num_steps)).numpy()
+      totals += train_loop(iterator, tf.constant(num_steps)).numpy()
       step += num_steps
       if not math.isfinite(totals[0]):
         raise Diverged(epoch)
@@ -265,13 +377,14 @@ class Trainer:
     return totals[0] / totals[2], totals[1] / totals[2], totals[2]
 
   def evaluate(self):
-    """(loss, accuracy) on the whole test split, computed on this worker."""
+    """(loss, accuracy, top-5 accuracy) on the whole test split, computed on
+    this worker."""
     if self._test_dataset is None:
       self._test_dataset = self.dataset("test", shuffle=False, repeat=False)
-    totals = np.zeros(3)
+    totals = np.zeros(4)
     for images, labels in self._test_dataset:
       totals += self._compiled_eval(images, labels).numpy()
-    return totals[0] / totals[2], totals[1] / totals[2]
+    return totals[0] / totals[2], totals[1] / totals[2], totals[3] / totals[2]
 
   def _checkpoint_dir(self):
     model_dir = self.config.run.model_dir
@@ -407,11 +520,11 @@ def _train_epochs(trainer, run_dir, done, log):
       train_loss, train_accuracy, images = trainer.train_epoch(
           epoch, iterator, progress)
       images_per_sec = images / (time.time() - start)
-      test_loss, test_accuracy = trainer.evaluate()
+      test_loss, test_accuracy, test_top5 = trainer.evaluate()
       row = {"epoch": epoch, "train_loss": train_loss,
              "train_accuracy": train_accuracy, "test_loss": test_loss,
-             "test_accuracy": test_accuracy,
-             "lr": float(trainer.optimizer.learning_rate.numpy()),
+             "test_accuracy": test_accuracy, "test_top5_accuracy": test_top5,
+             "lr": trainer.lr_of(epoch),
              "seconds": time.time() - start}
       outputs = activations(epoch) if activations is not None else None
       if chief:
@@ -428,6 +541,8 @@ def _train_epochs(trainer, run_dir, done, log):
                                             normalize=False)))
           logger.image_grid("train_images", batch[0].numpy())
         logger.epoch(epoch, row, images_per_sec)
+        logger.scalar_series("train", "learning_rate_per_step",
+                             *trainer.lr_series(epoch))
         if outputs is not None:
           logger.histograms(epoch, outputs)
         log(summaries.epoch_line(row, epochs, images_per_sec))

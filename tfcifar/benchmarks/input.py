@@ -1,12 +1,14 @@
 """Throughput of the input pipeline against a naive tutorial pipeline.
 
   python -m tfcifar.benchmarks.input --data_dir=DIR [--augment] [--batch_size=128]
+      [--cutout=16] [--autoaugment] [--preprocess=standardize] [--nonaive]
 
 Measures, in one process:
   decode_sec             reading, checking and decoding both splits (cached)
   first_epoch_sec        the first train epoch (builds the pipeline)
   images_per_sec         train pipeline after the caching epoch (shuffle,
-                         augmentation per --augment, normalization)
+                         augmentation per --augment, --autoaugment and
+                         --cutout, --preprocess)
   naive_images_per_sec   the tutorial pipeline: TFRecordDataset -> shuffle ->
                          per-image map(parse, decode, pad, crop, flip,
                          normalize) -> batch -> prefetch
@@ -43,6 +45,13 @@ flags.DEFINE_integer("naive_batches", 300, "Timed batches of the naive "
 flags.DEFINE_integer("naive_warmup", 100, "Untimed naive batches (fills the "
                      "shuffle buffer).")
 flags.DEFINE_integer("seed", 0, "Seed of every pipeline.")
+flags.DEFINE_integer("cutout", 0, "Cutout square side in the train pipeline "
+                     "(0 = off).")
+flags.DEFINE_bool("autoaugment", False, "AutoAugment (CIFAR-10 policy) in "
+                  "the train pipeline.")
+flags.DEFINE_string("preprocess", "standardize", "Preprocessing of every "
+                    "pipeline (fitted statistics are cached beside the data).")
+flags.DEFINE_bool("naive", True, "Also time the naive pipeline.")
 
 
 def consume(dataset, max_batches=None):
@@ -76,20 +85,21 @@ def naive_dataset(data_dir, batch_size, seed):
       tf.data.AUTOTUNE)
 
 
-def time_train(data_dir, batch_size, augment, seed, epochs):
+def time_train(data_dir, batch_size, augment, seed, epochs, **techniques):
   """(first epoch seconds, images/s of `epochs` further epochs).
 
   One repeating dataset, as the trainer iterates it.
   """
   steps = data.steps_per_epoch(data_dir, "train", batch_size)
   batches = iter(data.make_dataset(data_dir, "train", batch_size,
-                                   augment=augment, seed=seed, repeat=True))
+                                   augment=augment, seed=seed, repeat=True,
+                                   **techniques))
   _, first = consume(batches, steps)
   images, seconds = consume(batches, steps * epochs)
   return first, images / seconds
 
 
-def time_eval(data_dir, batch_size, epochs):
+def time_eval(data_dir, batch_size, epochs, preprocess="standardize"):
   """(images/s of the test pipeline, seconds of one whole evaluation pass).
 
   The rate is over `epochs` passes of one repeating iterator, like the train
@@ -99,11 +109,13 @@ def time_eval(data_dir, batch_size, epochs):
   size = data.split_size(data_dir, "test")
   steps = data.steps_per_epoch(data_dir, "test", batch_size)
   batches = iter(data.make_dataset(data_dir, "test", batch_size,
-                                   shuffle=False, repeat=True))
+                                   shuffle=False, repeat=True,
+                                   preprocess=preprocess))
   consume(batches, steps)
   images, seconds = consume(batches, steps * epochs)
   assert images == size * epochs
-  dataset = data.make_dataset(data_dir, "test", batch_size, shuffle=False)
+  dataset = data.make_dataset(data_dir, "test", batch_size, shuffle=False,
+                              preprocess=preprocess)
   consume(dataset)
   passes = [consume(dataset)[1] for _ in range(epochs)]
   return images / seconds, sorted(passes)[len(passes) // 2]
@@ -118,16 +130,23 @@ def main(argv):
   train_size = data.split_size(d, "train")  # checks, decodes and caches
   data.split_size(d, "test")
   decode = time.perf_counter() - start
-  first, train_rate = time_train(d, b, FLAGS.augment, seed, FLAGS.epochs)
-  eval_rate, eval_pass = time_eval(d, b, FLAGS.eval_epochs)
-  naive = iter(naive_dataset(d, b, seed))
-  consume(naive, FLAGS.naive_warmup)
-  images, seconds = consume(naive, FLAGS.naive_batches)
-  naive_rate = images / seconds
+  data.validate_preprocess(FLAGS.preprocess)
+  data.preprocess_stats(d, FLAGS.preprocess)  # fitted (or read) once
+  first, train_rate = time_train(
+      d, b, FLAGS.augment, seed, FLAGS.epochs, cutout=FLAGS.cutout,
+      autoaugment=FLAGS.autoaugment, preprocess=FLAGS.preprocess)
+  eval_rate, eval_pass = time_eval(d, b, FLAGS.eval_epochs, FLAGS.preprocess)
+  naive_rate = float("nan")
+  if FLAGS.naive:
+    naive = iter(naive_dataset(d, b, seed))
+    consume(naive, FLAGS.naive_warmup)
+    images, seconds = consume(naive, FLAGS.naive_batches)
+    naive_rate = images / seconds
   result = {
       "images_per_sec": round(train_rate),
-      "naive_images_per_sec": round(naive_rate),
-      "speedup_vs_naive": round(train_rate / naive_rate, 2),
+      "naive_images_per_sec": (round(naive_rate) if FLAGS.naive else None),
+      "speedup_vs_naive": (round(train_rate / naive_rate, 2) if FLAGS.naive
+                           else None),
       "eval_images_per_sec": round(eval_rate),
       "eval_pass_sec": round(eval_pass, 3),
       "decode_sec": round(decode, 2),
@@ -135,6 +154,9 @@ def main(argv):
       "train_examples": train_size,
       "batch_size": b,
       "augment": FLAGS.augment,
+      "cutout": FLAGS.cutout,
+      "autoaugment": FLAGS.autoaugment,
+      "preprocess": FLAGS.preprocess,
       "cpus": os.cpu_count(),
       "load_average": [round(x, 2) for x in os.getloadavg()],
   }

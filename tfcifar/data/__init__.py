@@ -19,6 +19,9 @@ _EXPORTS = {
     "normalization_stats": "input_pipeline", "split_arrays": "input_pipeline",
     "split_size": "input_pipeline", "steps_per_epoch": "input_pipeline",
     "validate_normalization": "input_pipeline",
+    "PREPROCESSES": "input_pipeline", "preprocess_stats": "input_pipeline",
+    "load_stats": "input_pipeline", "save_stats": "input_pipeline",
+    "validate_preprocess": "input_pipeline",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,15 +17,22 @@ by a parallel, deterministic `map` over batch indices and prefetched.
 """
 
 import collections
+import hashlib
+import json
 import math
+import os
 import threading
 import zlib
 
+import numpy as np
 import tensorflow as tf
 
 from tfcifar import cifar10
 from tfcifar.data import augment as augment_lib
+from tfcifar.data import autoaugment as autoaugment_lib
 from tfcifar.data import corruptions
+from tfcifar.data import cutout as cutout_lib
+from tfcifar.data import preprocess as preprocess_lib
 from tfcifar.data import records
 from tfcifar.errors import DataError, UserError
 
@@ -34,6 +41,7 @@ _MAX_CORRUPTED = 4  # corrupted splits kept in memory at once
 _lock = threading.RLock()
 _tensors = collections.OrderedDict()  # (dir, split, corruption) -> tensors
 _stats = {}  # dir -> (mean, std)
+_fitted = {}  # (dir, preprocess) -> (key, stats)
 
 
 # --- normalization ---------------------------------------------------------
@@ -58,31 +66,103 @@ def normalization_stats(data_dir):
     return _stats[data_dir][1]
 
 
-def _unit_stats(data_dir):
-  del data_dir
-  return [0.0] * 3, [255.0] * 3
+NORMALIZATIONS = ("standardize", "unit")  # the old --normalization values
+PREPROCESSES = tuple(preprocess_lib.PREPROCESSORS)
+PREPROCESS_CACHE = "preprocess-{name}.npz"  # beside the data
+_CACHE_VERSION = 1
 
 
-NORMALIZATIONS = {
-    "standardize": normalization_stats,  # zero mean, unit variance
-    "unit": _unit_stats,  # [0, 1]
-}
+def validate_preprocess(preprocess, flag="--preprocess"):
+  """Raises UserError naming `flag` unless `preprocess` is a known one."""
+  if preprocess not in preprocess_lib.PREPROCESSORS:
+    raise UserError(f"{flag}={preprocess!r}: choose one of "
+                    f"{', '.join(preprocess_lib.PREPROCESSORS)}")
 
 
 def validate_normalization(normalization):
-  """Raises UserError naming --normalization unless it is a known one."""
+  """The deprecated --normalization: standardize or unit."""
   if normalization not in NORMALIZATIONS:
     raise UserError(f"--normalization={normalization!r}: choose one of "
-                    f"{', '.join(NORMALIZATIONS)}")
+                    f"{', '.join(NORMALIZATIONS)} (deprecated: --preprocess)")
 
 
-def normalizer(data_dir, normalization):
-  """`images uint8 -> float32` for `normalization` (a NORMALIZATIONS key)."""
-  validate_normalization(normalization)
-  mean, std = NORMALIZATIONS[normalization](data_dir)
-  shift = tf.constant(mean, tf.float32)
-  scale = tf.constant([1.0 / s for s in std], tf.float32)
-  return lambda images: (tf.cast(images, tf.float32) - shift) * scale
+def _data_key(data_dir):
+  """What the fitted statistics depend on: the train records, by manifest
+  (checksums) or by file names, sizes and times."""
+  manifest = cifar10.read_manifest(data_dir)
+  if manifest is not None:
+    text = json.dumps(manifest, sort_keys=True)
+  else:
+    files = cifar10.find_record_files(data_dir, "train")
+    text = json.dumps([(os.path.basename(f), os.path.getsize(f),
+                        os.path.getmtime(f)) for f in files])
+  return hashlib.sha256(f"{_CACHE_VERSION}:{text}".encode()).hexdigest()
+
+
+def _load_cache(path, key):
+  try:
+    with np.load(path) as saved:
+      if str(saved["_key"]) == key:
+        return {k: saved[k] for k in saved.files if k != "_key"}
+  except (OSError, ValueError, KeyError):
+    pass
+  return None
+
+
+def save_stats(path, stats, key=""):
+  """Writes `stats` ({name: array}) to `path` via a temporary name."""
+  tmp = f"{path}.tmp-{os.getpid()}.npz"
+  np.savez(tmp, _key=np.array(key), **stats)
+  os.replace(tmp, path)
+
+
+def load_stats(path):
+  """The statistics saved by `save_stats` (of a run, whatever the key)."""
+  with np.load(path) as saved:
+    return {k: saved[k] for k in saved.files if k != "_key"}
+
+
+def preprocess_stats(data_dir, preprocess):
+  """The statistics of `preprocess` for `data_dir`, {name: array}.
+
+  standardize: the manifest's per-channel mean/std (`normalization_stats`);
+  fitted ones (mean, zca, gcn_zca): computed once from the whole train split
+  and cached beside the data in preprocess-<name>.npz (written atomically;
+  recomputed when the data changes; kept in memory only where the data
+  directory is read-only).
+  """
+  validate_preprocess(preprocess)
+  spec = preprocess_lib.PREPROCESSORS[preprocess]
+  if spec.channel_stats:
+    mean, std = normalization_stats(data_dir)
+    return {"mean": np.asarray(mean), "std": np.asarray(std)}
+  if spec.fit is None:
+    return {}
+  key = _data_key(data_dir)
+  with _lock:
+    cached = _fitted.get((data_dir, preprocess))
+    if cached is not None and cached[0] == key:
+      return cached[1]
+    path = os.path.join(data_dir, PREPROCESS_CACHE.format(name=preprocess))
+    stats = _load_cache(path, key)
+    if stats is None:
+      stats = spec.fit(records.read_split(data_dir, "train").images)
+      try:
+        save_stats(path, stats, key)
+      except OSError:
+        pass  # a read-only data directory: fitted again by the next process
+    _fitted[(data_dir, preprocess)] = (key, stats)
+    return stats
+
+
+def normalizer(data_dir, normalization, stats=None):
+  """`images uint8 -> float32` for `normalization` (a PREPROCESSES key);
+  `stats` (e.g. a run's recorded ones) instead of the data's."""
+  validate_preprocess(normalization)
+  if stats is None:
+    stats = preprocess_stats(data_dir, normalization)
+  apply = preprocess_lib.PREPROCESSORS[normalization].apply
+  return lambda images: apply(images, **stats)
 
 
 # --- the stored split ------------------------------------------------------
@@ -124,6 +204,7 @@ def clear_cache():
   with _lock:
     _tensors.clear()
     _stats.clear()
+    _fitted.clear()
   records.clear_cache()
 
 
@@ -223,36 +304,71 @@ def _replica_batch(batch_size, input_context):
           input_context.input_pipeline_id)
 
 
+def _check_cutout(cutout):
+  if isinstance(cutout, bool) or int(cutout) != cutout or not 0 <= cutout <= 32:
+    raise UserError(f"--cutout={cutout} must be a whole number of pixels in "
+                    "0..32")
+
+
 def _check_seed(seed, epoch):
   for flag, value in (("--seed", seed), ("epoch", epoch)):
     if isinstance(value, bool) or int(value) != value or value < 0:
       raise UserError(f"{flag}={value} must be a non-negative integer")
 
 
-def batch_transform(augment, to_float, jit_compile=True):
-  """`(uint8 batch, seed) -> batch`: augmentation then normalization.
+def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
+                    cutout=0):
+  """`(uint8 batch, seeds) -> batch`: augmentation then normalization.
 
-  The pixel work (crop/flip gather, cast, affine map) is XLA-compiled, which
-  fuses it into one loop and makes the pipeline about 2.5x faster on CPU. The
-  random crop/flip parameters are drawn outside XLA (XLA's random number
-  kernels give other numbers than the CPU ones), so the batches equal eager
-  `augment_batch(images, seed)` exactly. `seed` is unused without augment.
+  In order: crop+flip (`augment`), AutoAugment, `to_float`, Cutout (after
+  normalisation, as DeVries & Taylor). `seeds` maps "augment",
+  "autoaugment" and "cutout" to the stateless seed of each (unused ones may
+  be missing).
+
+  The pixel work (crop/flip gather, AutoAugment's passes, cast, affine map,
+  Cutout's mask) is XLA-compiled, which fuses it into few loops and makes the
+  pipeline about 2.5x faster on CPU. The random parameters are drawn outside
+  XLA (XLA's random number kernels give other numbers than the CPU ones), so
+  the batches equal the eager functions exactly.
   """
-  if not augment and to_float is None:
-    return lambda images, seed: images
+  if not (augment or autoaugment or cutout) and to_float is None:
+    return lambda images, seeds: images
 
-  def pixels(images, rows, cols, flip):
+  def before(images, params):
     if augment:
-      images = augment_lib.crop_flip(images, rows, cols, flip)
-    return images if to_float is None else to_float(images)
+      images = augment_lib.crop_flip(images, *params["augment"])
+    return images
 
-  compiled = tf.function(pixels, jit_compile=jit_compile, autograph=False)
+  def after(images, params):
+    if to_float is not None:
+      images = to_float(images)
+    if cutout:
+      images = cutout_lib.cutout(images, *params["cutout"], cutout)
+    return images
 
-  def transform(images, seed):
-    if not augment:
-      return compiled(images, 0, 0, False)
-    rows, cols, flip = augment_lib.crop_flip_params(tf.shape(images)[0], seed)
-    return compiled(images, rows, cols, flip)
+  compile_ = lambda fn: tf.function(fn, jit_compile=jit_compile,
+                                    autograph=False)
+  if not autoaugment:
+    compiled = compile_(lambda images, params: after(before(images, params),
+                                                     params))
+  else:  # AutoAugment compiles its passes itself (see autoaugment._stages)
+    first, last = compile_(before), compile_(after)
+    compiled = lambda images, params: last(autoaugment_lib.autoaugment(
+        first(images, params), *params["autoaugment"],
+        jit_compile=jit_compile), params)
+
+  def transform(images, seeds):
+    batch = tf.shape(images)[0]
+    params = {}
+    if augment:
+      params["augment"] = augment_lib.crop_flip_params(batch, seeds["augment"])
+    if autoaugment:
+      params["autoaugment"] = autoaugment_lib.autoaugment_params(
+          batch, seeds["autoaugment"], image_size=images.shape[1])[1:]
+    if cutout:
+      params["cutout"] = cutout_lib.cutout_params(
+          batch, seeds["cutout"], images.shape[1], images.shape[2])
+    return compiled(images, params)
 
   return transform
 
@@ -260,8 +376,9 @@ def batch_transform(augment, to_float, jit_compile=True):
 def make_dataset(data_dir, split="train", batch_size=128, augment=False,
                  corrupt=None, corrupt_prob=0.0, seed=0, normalize=True,
                  shuffle=True, repeat=False, *, epoch=0, input_context=None,
-                 max_examples=None, normalization="standardize",
-                 drop_remainder=None, jit_compile=True):
+                 max_examples=None, normalization=None,
+                 drop_remainder=None, jit_compile=True, preprocess=None,
+                 preprocess_stats=None, autoaugment=False, cutout=0):
   """A `tf.data.Dataset` of (images, labels) batches of one CIFAR-10 split.
 
   Args:
@@ -273,8 +390,8 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
     corrupt: None or a `CORRUPTIONS` name (Zhang et al. 2017).
     corrupt_prob: label corruption probability (`corrupt="labels"`).
     seed: seeds the corruption, the shuffle and the augmentation.
-    normalize: float32 images per `normalization`; False gives the uint8
-      pixels after corruption and augmentation.
+    normalize: float32 images per `preprocess`; False gives the uint8
+      pixels after corruption and augmentation (crop/flip, AutoAugment).
     shuffle: a seeded new order each epoch; False keeps record order.
     repeat: run epochs `epoch`, `epoch + 1`, ... forever. Without it, each
       iteration over the dataset is the next epoch: `model.fit(dataset,
@@ -285,11 +402,17 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
     input_context: `tf.distribute.InputContext`: per-replica batches of this
       worker's disjoint part of the global order.
     max_examples: use the first N examples of the split (record order).
-    normalization: "standardize" (train mean/std) or "unit" ([0, 1]).
+    normalization: deprecated name of `preprocess` ("standardize" or
+      "unit").
     drop_remainder: drop the last partial batch; None means True for train,
       False for test.
     jit_compile: XLA-compile the per-batch pixel work (same results, faster;
       False is a fallback for TensorFlow builds without XLA on the CPU).
+    preprocess: a `preprocess.PREPROCESSORS` name (default "standardize").
+    preprocess_stats: its statistics ({name: array}, as a run recorded
+      them); None: `preprocess_stats(data_dir, preprocess)`.
+    autoaugment: AutoAugment's CIFAR-10 policy after crop+flip (train only).
+    cutout: side of the Cutout square in pixels, 0 = none (train only).
 
   Returns:
     Dataset of (images [B, 32, 32, 3] float32 (uint8 when not normalize),
@@ -301,7 +424,13 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
   corrupt_prob = corruptions.validate_corruption(corrupt, corrupt_prob)
   batch, num_pipelines, pipeline_id = _replica_batch(batch_size, input_context)
   drop_remainder = _default_drop_remainder(split, drop_remainder)
-  to_float = normalizer(data_dir, normalization) if normalize else None
+  if normalization is not None:
+    validate_normalization(normalization)
+  preprocess = preprocess or normalization or "standardize"
+  validate_preprocess(preprocess)
+  _check_cutout(cutout)
+  to_float = (normalizer(data_dir, preprocess, preprocess_stats) if normalize
+              else None)
   images, labels = split_tensors(data_dir, split, corrupt, corrupt_prob, seed)
   num_examples = split_size(data_dir, split, max_examples)
   if drop_remainder and num_examples // num_pipelines < batch:
@@ -309,6 +438,8 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
         f"--batch_size={batch_size} is larger than the {num_examples} "
         f"{split} examples{' per worker' if num_pipelines > 1 else ''}")
   augment = augment and split == "train"
+  autoaugment = autoaugment and split == "train"
+  cutout = cutout if split == "train" and normalize else 0
 
   @_plain
   def epoch_batches(epoch_index):
@@ -320,15 +451,17 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
     return batches.enumerate().map(
         _plain(lambda step, indices: (epoch_index, step, indices)))
 
-  transform = batch_transform(augment, to_float, jit_compile)
+  transform = batch_transform(augment, to_float, jit_compile, autoaugment,
+                              cutout)
+  streams = [name for name, on in (("augment", augment),
+                                   ("autoaugment", autoaugment),
+                                   ("cutout", cutout)) if on]
 
   @_plain
   def make_batch(epoch_index, step, indices):
-    batch_seed = None
-    if augment:
-      batch_seed = _stream_seed(seed, "augment", epoch_index, pipeline_id,
-                                step)
-    return (transform(tf.gather(images, indices), batch_seed),
+    seeds = {name: _stream_seed(seed, name, epoch_index, pipeline_id, step)
+             for name in streams}
+    return (transform(tf.gather(images, indices), seeds),
             tf.gather(labels, indices))
 
   if repeat:
