@@ -248,18 +248,25 @@ def file_digest(path, algorithm="sha256", chunk_size=1 << 20):
   return digest.hexdigest()
 
 
+def read_json_object(path, error=DataError):
+  """The JSON object (dict) in `path`; `error` (a UserError) if it is not
+  valid JSON or not an object."""
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except ValueError as e:
+    raise error(f"{path} is not valid JSON: {e}") from None
+  if not isinstance(value, dict):
+    raise error(f"{path} is not a JSON object")
+  return value
+
+
 def read_manifest(data_dir):
   """The manifest dict, or None where the directory has none (plain slim data)."""
   path = os.path.join(data_dir, MANIFEST_FILENAME)
   if not os.path.exists(path):
     return None
-  try:
-    with open(path) as f:
-      manifest = json.load(f)
-  except ValueError as e:
-    raise DataError(f"{path} is not valid JSON: {e}") from None
-  if not isinstance(manifest, dict):
-    raise DataError(f"{path} is not a JSON object")
+  manifest = read_json_object(path)
   if manifest.get("format") != MANIFEST_FORMAT:
     raise DataError(f"{path} has format {manifest.get('format')!r}, expected "
                     f"{MANIFEST_FORMAT!r}")

@@ -12,7 +12,6 @@ the functions here are the only ones that read fields of the config: when the
 TrainConfig changes shape, this module is what changes.
 """
 
-import json
 import os
 
 import keras
@@ -53,13 +52,7 @@ def load_run_config(model_dir):
   """
   check_run_dir(model_dir)
   path = os.path.join(model_dir, run_dir_lib.CONFIG_FILENAME)
-  try:
-    with open(path) as f:
-      saved = json.load(f)
-  except ValueError as e:
-    raise UserError(f"{path} is not valid JSON: {e}") from None
-  if not isinstance(saved, dict):
-    raise UserError(f"{path} does not hold a JSON object")
+  saved = cifar10.read_json_object(path, UserError)
   known = set(config_lib.flag_fields())
   try:
     return config_lib.TrainConfig.from_flat(
