@@ -42,6 +42,7 @@ from experiments import claims as claims_lib  # noqa: E402
 from experiments import cli  # noqa: E402
 from experiments import studies as studies_lib  # noqa: E402
 from tfcifar import run_dir as run_dir_lib  # noqa: E402
+from tfcifar import config as config_lib  # noqa: E402
 
 STUDY_PANELS = (("train_loss", "train loss"),
                 ("train_accuracy", "train accuracy"),
@@ -481,9 +482,9 @@ def main(argv):
 def define_flags():
   """Defines the flags (only when run as a script: tests import this module
   next to the trainer, whose flags share names)."""
-  flags.DEFINE_string("runs_dir", "runs",
-                      "Where experiments/run.py put the runs.")
-  flags.DEFINE_string("out_dir", "figures", "Where the figures go.")
+  config_lib.define_path_flag("runs_dir", "runs",
+                              "Where experiments/run.py put the runs.")
+  config_lib.define_path_flag("out_dir", "figures", "Where the figures go.")
   flags.DEFINE_list("format", ["png"], f"Figure formats: {', '.join(FORMATS)}.")
   flags.DEFINE_enum("scale", "cpu", list(claims_lib.SCALES), "Thresholds of "
                     "the claims in summary.md (see experiments/verify.py).")

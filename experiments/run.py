@@ -51,6 +51,7 @@ from tfcifar.run_dir import EXIT_DIVERGED  # noqa: E402
 from tfcifar.run_dir import EXIT_FAILED  # noqa: E402
 from tfcifar.run_dir import EXIT_OK  # noqa: E402
 from tfcifar.run_dir import EXIT_USAGE  # noqa: E402,F401
+from tfcifar import config as config_lib  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_STOPPED = 130
@@ -433,11 +434,11 @@ def define_flags():
   flags.DEFINE_list("seeds", [], "Run every grid point once per seed, in "
                     "<run>/seed<K> (e.g. 0,1,2); default: once, with the "
                     "flagfile's --seed, in <run>.")
-  flags.DEFINE_string("runs_dir", "runs",
-                      "Runs go to <runs_dir>/<study>/<run>.")
-  flags.DEFINE_string("data_dir", "", "Passed to the trainer as --data_dir "
-                      "(default: the trainer's: the standard location if "
-                      "converted data is there, else the bundled sample).")
+  config_lib.define_path_flag("runs_dir", "runs",
+                              "Runs go to <runs_dir>/<study>/<run>.")
+  config_lib.define_path_flag("data_dir", "", "Passed to the trainer as --data_dir "
+                              "(default: the trainer's: the standard location if "
+                              "converted data is there, else the bundled sample).")
   flags.DEFINE_boolean("smoke", False, "Tiny scale (a small VGG, a few hundred "
                        "images, 2 epochs): every study on a CPU in minutes.")
   flags.DEFINE_integer("parallel", 1, "Runs trained at the same time (they "

@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make `experiments` importable
       0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
+from tfcifar import config as config_lib  # noqa: E402
 
 from experiments import claims as claims_lib  # noqa: E402
 from experiments import cli  # noqa: E402
@@ -49,7 +50,7 @@ def main(argv):
 
 
 def define_flags():
-  flags.DEFINE_string("runs_dir", "runs", "The sweep's runs directory.")
+  config_lib.define_path_flag("runs_dir", "runs", "The sweep's runs directory.")
   flags.DEFINE_enum("scale", "cpu", list(claims_lib.SCALES), "Thresholds: "
                     "cpu (the reduced-scale profile) or full (the notebook's "
                     "numbers).")

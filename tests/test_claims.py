@@ -173,3 +173,15 @@ def test_verify_cli_prints_a_row_per_claim_and_exits_by_verdict(tmp_path):
   empty = verify(tmp_path / "augmentation" / "aug")
   assert empty.returncode == 2 and empty.stderr.count("\n") == 1
   assert verify(tmp_path, "--scale=huge").returncode == 2
+
+
+def test_verify_expands_home_and_variables_in_runs_dir(tmp_path):
+  for key in ("bn_noise/bn", "bn_noise/bn-noise", "bn_noise/nobn"):
+    write_run(tmp_path / "home" / "sweep" / key, GOOD[key])
+  env = {**os.environ, "HOME": str(tmp_path / "home"), "SWEEP": "sweep"}
+  for runs_dir in ("~/sweep", "$HOME/$SWEEP"):
+    result = subprocess.run([sys.executable, VERIFY_PY,
+                             f"--runs_dir={runs_dir}"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "2 of 2 claims reproduced" in result.stdout

@@ -43,6 +43,23 @@ def expand_path(path):
   return os.path.expandvars(os.path.expanduser(path)) if path else path
 
 
+def define_path_flag(name, default, help_text, multi=False):
+  """A string flag (or a repeatable one, `multi`) whose values have `~` and
+  $VARIABLES expanded, for every path flag of every command."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  class PathParser(flags.ArgumentParser):
+    def parse(self, argument):
+      return expand_path(argument)
+
+  if multi:
+    flags.DEFINE_multi(PathParser(), flags.ArgumentSerializer(), name,
+                       default, help_text)
+  else:
+    flags.DEFINE(PathParser(), name, default, help_text,
+                 serializer=flags.ArgumentSerializer())
+
+
 def flag_name(f):
   return f.metadata.get("flag") or f.name
 

@@ -36,6 +36,7 @@ from absl import flags
 from tfcifar import cli
 from tfcifar import saved_run
 from tfcifar.errors import UserError
+from tfcifar import config as config_lib
 
 FLAGS = flags.FLAGS
 SPLITS = ("test", "train")
@@ -209,11 +210,11 @@ def evaluate_run(model_dir, split="test", data_dir=None, batch_size=256,
 
 
 def define_flags():
-  flags.DEFINE_string("model_dir", "", "Run directory of python -m "
-                      "tfcifar.train.")
+  config_lib.define_path_flag("model_dir", "", "Run directory of python -m "
+                              "tfcifar.train.")
   flags.DEFINE_enum("split", "test", list(SPLITS), "Split to evaluate.")
-  flags.DEFINE_string("data_dir", "", "Converted CIFAR-10 (default: the "
-                      "run's own data_dir).")
+  config_lib.define_path_flag("data_dir", "", "Converted CIFAR-10 (default: the "
+                              "run's own data_dir).")
   flags.DEFINE_integer("batch_size", 256, "Images per inference batch.")
   flags.DEFINE_integer("max_examples", 0, "Evaluate at most the first N "
                        "examples of the run's split (0 = all of them).")

@@ -31,6 +31,7 @@ from absl import flags
 from tfcifar import cli
 from tfcifar import saved_run
 from tfcifar.errors import UserError
+from tfcifar import config as config_lib
 
 FLAGS = flags.FLAGS
 IMAGE_SIZE = 32
@@ -160,19 +161,20 @@ def run_labels(model_dirs):
 
 
 def define_flags():
-  flags.DEFINE_multi_string("model_dir", [], "Run directory; repeat it to "
-                            "compare several runs in one figure.")
+  config_lib.define_path_flag("model_dir", [], "Run directory; repeat it to "
+                              "compare several runs in one figure.",
+                              multi=True)
   flags.DEFINE_string("patch_sizes", "4,8,16", "Patch sizes k (divisors of "
                       "32); 32, the intact image, is always added.")
   flags.DEFINE_integer("seed", 0, "Seed of the patch permutations.")
-  flags.DEFINE_string("data_dir", "", "Converted CIFAR-10 (default: each "
-                      "run's own data_dir).")
+  config_lib.define_path_flag("data_dir", "", "Converted CIFAR-10 (default: each "
+                              "run's own data_dir).")
   flags.DEFINE_integer("max_examples", 0, "Use at most the first N test "
                        "examples of each run (0 = all of them).")
   flags.DEFINE_integer("batch_size", 256, "Images per inference batch.")
-  flags.DEFINE_string("out", "", "Figure path (default: RUN/evaluation/"
-                      f"{FIGURE_FILENAME} for one run, "
-                      f"./{COMPARISON_FILENAME} for several).")
+  config_lib.define_path_flag("out", "", "Figure path (default: RUN/evaluation/"
+                              f"{FIGURE_FILENAME} for one run, "
+                              f"./{COMPARISON_FILENAME} for several).")
 
 
 def main(argv):

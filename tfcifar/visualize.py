@@ -44,6 +44,7 @@ from absl import flags
 from tfcifar import cli
 from tfcifar import saved_run
 from tfcifar.errors import UserError
+from tfcifar import config as config_lib
 
 FLAGS = flags.FLAGS
 PATCH_LOGITS_LAYER = "patch_logits"
@@ -347,13 +348,13 @@ def heatmaps_run(model_dir, image_indices, out=None, top_count=8,
 
 
 def define_flags():
-  flags.DEFINE_string("model_dir", "", "Run directory of python -m "
-                      "tfcifar.train.")
+  config_lib.define_path_flag("model_dir", "", "Run directory of python -m "
+                              "tfcifar.train.")
   flags.DEFINE_string("layer", "", "Layer whose units are maximised.")
   flags.DEFINE_string("units", "0-15", "Units (channels): ranges and numbers, "
                       "e.g. 0-15 or 0,3,7.")
-  flags.DEFINE_string("out", "", "Output PNG (default: under "
-                      "RUN/evaluation/).")
+  config_lib.define_path_flag("out", "", "Output PNG (default: under "
+                              "RUN/evaluation/).")
   flags.DEFINE_integer("steps", 128, "Gradient ascent steps.")
   flags.DEFINE_float("step_size", 0.1, "Mean |change| of an input per step "
                      "(input standard deviations).")
@@ -371,8 +372,8 @@ def define_flags():
                        "(0: one cell of the location grid).")
   flags.DEFINE_integer("max_examples", 0, "--heatmaps: at most the first N "
                        "test examples (0 = the run's test split).")
-  flags.DEFINE_string("data_dir", "", "Converted CIFAR-10 (default: the "
-                      "run's own data_dir).")
+  config_lib.define_path_flag("data_dir", "", "Converted CIFAR-10 (default: the "
+                              "run's own data_dir).")
 
 
 def _check_flags():
