@@ -115,9 +115,11 @@ def test_experiment_scripts_give_one_line_errors(tmp_path):
   assert "--epochs=x is not an integer" in one_line_error(result)
   run = tmp_path / "runs" / "bn_lr" / "bn-lr0.05"
   run.mkdir(parents=True)
+  columns = len(run_dir_lib.METRICS_HEADER)  # epoch, then numbers
   (run / "metrics.csv").write_text(
-      ",".join(run_dir_lib.METRICS_HEADER) + "\n1,2.3,0.1,2.3,0.1,0.05,1\n"
-      "2,oops,0.1,2.3,0.1,0.05,1\n")
+      ",".join(run_dir_lib.METRICS_HEADER) + "\n"
+      + ",".join(["1"] + ["0.5"] * (columns - 1)) + "\n"
+      + ",".join(["2", "oops"] + ["0.5"] * (columns - 2)) + "\n")
   result = subprocess.run(
       [sys.executable, "experiments/plot.py", f"--runs_dir={tmp_path / 'runs'}",
        f"--out_dir={tmp_path / 'figures'}"], cwd=ROOT, capture_output=True,
