@@ -176,14 +176,37 @@ def shard(jobs, index, count):
   return jobs[index - 1::count]
 
 
+def parse_study_flags(values, study_names):
+  """['STUDY:FLAGS', ...] -> {study: [flag, ...]}; UsageError for an unknown
+  study, a missing ':' or flags that set --model_dir/--seed."""
+  per_study = collections.defaultdict(list)
+  for value in values:
+    study, sep, text = value.partition(":")
+    if not sep or study not in study_names:
+      raise cli.UsageError(
+          f"--study_flags={value}: expected STUDY:FLAGS with STUDY one of "
+          f"{', '.join(study_names)}, e.g. 'bn_noise:--epochs=50'")
+    try:
+      args = shlex.split(text)
+    except ValueError as e:
+      raise cli.UsageError(f"--study_flags={value}: {e}") from None
+    if any(a.startswith(("--model_dir", "--seed=")) for a in args):
+      raise cli.UsageError(f"--study_flags={value} must not set --model_dir "
+                           "or --seed (the runner sets them)")
+    per_study[study] += args
+  return dict(per_study)
+
+
 def make_jobs(study_names, runs_dir, smoke=False, data_dir="", trainer="",
-              trainer_flags="", patterns=(), seeds=()):
+              trainer_flags="", patterns=(), seeds=(), study_flags=None):
   """The jobs of the selected studies and runs, in study order; with
   `seeds`, one job per run and seed (seed-major within a study, so that a
-  stopped sweep has whole seeds done)."""
-  extra = shlex.split(trainer_flags)
+  stopped sweep has whole seeds done). `study_flags` ({study: [flag]}) are
+  appended after `trainer_flags` to that study's runs only."""
   jobs = []
   for study in study_names:
+    extra = shlex.split(trainer_flags) + (study_flags or {}).get(study.name,
+                                                                 [])
     for seed in (list(seeds) or [None]):
       for run in study.runs:
         if patterns and not any(fnmatch.fnmatch(run.key, p)
@@ -411,9 +434,10 @@ def main(argv):
   if seeds and any(f.startswith("--seed=") for f in trainer_flags):
     raise cli.UsageError("--trainer_flags must not set --seed with --seeds")
   shard_index, shard_count = parse_shard(FLAGS.shard)
+  study_flags = parse_study_flags(FLAGS.study_flags, list(studies_lib.STUDIES))
   jobs = shard(make_jobs(studies_lib.select(FLAGS.study), runs_dir,
                          FLAGS.smoke, data_dir, FLAGS.trainer,
-                         FLAGS.trainer_flags, FLAGS.runs, seeds),
+                         FLAGS.trainer_flags, FLAGS.runs, seeds, study_flags),
                shard_index, shard_count)
   if FLAGS.dry_run:
     print("\n".join(dry_run_lines(jobs)))
@@ -455,6 +479,10 @@ def define_flags():
   flags.DEFINE_string("trainer_flags", "", "More trainer flags, appended to "
                       "every run (they win), e.g. '--epochs=10 "
                       "--mixed_precision'.")
+  flags.DEFINE_multi_string("study_flags", [], "STUDY:FLAGS: more trainer "
+                            "flags for one study's runs only, after "
+                            "--trainer_flags (they win), e.g. "
+                            "'bn_noise:--epochs=50'. Repeatable.")
   flags.DEFINE_float("stop_grace_s", 60.0, "On Ctrl-C/SIGTERM, seconds a run "
                      "gets to exit after SIGINT before it is killed.")
   flags.DEFINE_string("trainer", "", "(testing) The command run instead of "

@@ -5,6 +5,7 @@ contract without TensorFlow, a fraction of a second per run). Only
 `test_smoke_sweep_with_real_trainer` runs `python -m tfcifar.train`.
 """
 
+import collections
 import json
 import os
 import signal
@@ -120,6 +121,43 @@ def test_run_command_has_flagfile_swept_flags_and_model_dir(tmp_path):
   assert job.epochs == 3  # --trainer_flags win over smoke and flagfile
 
 
+def test_study_flags_reach_only_their_study_after_trainer_flags(tmp_path):
+  study_flags = runner.parse_study_flags(
+      ["bn_noise:--epochs=50 --lr=0.2", "bn_noise:--noxla"],
+      list(studies.STUDIES))
+  assert study_flags == {"bn_noise": ["--epochs=50", "--lr=0.2", "--noxla"]}
+  jobs = runner.make_jobs(studies.select(["bn_lr", "bn_noise"]),
+                          str(tmp_path), trainer_flags="--epochs=3",
+                          study_flags=study_flags)
+  by_study = collections.defaultdict(set)
+  for job in jobs:
+    by_study[job.run.study].add(job.epochs)
+    tail = job.command[-5:-1] if job.run.study == "bn_noise" else []
+    if job.run.study == "bn_noise":  # after --trainer_flags, so they win
+      assert tail == ["--epochs=3", "--epochs=50", "--lr=0.2", "--noxla"]
+    else:
+      assert "--epochs=50" not in job.command and "--noxla" not in job.command
+  assert by_study == {"bn_lr": {3}, "bn_noise": {50}}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nope:--epochs=5", "STUDY:FLAGS"),
+    ("--epochs=5", "STUDY:FLAGS"),
+    ("bn_noise:--seed=3", "--seed"),
+    ("bn_noise:--model_dir=x", "--model_dir"),
+    ("bn_noise:'--lr=1", "--study_flags"),
+])
+def test_bad_study_flags_are_usage_errors(value, message):
+  with pytest.raises(runner.cli.UsageError, match=message):
+    runner.parse_study_flags([value], list(studies.STUDIES))
+
+
+def test_cpu_profile_gives_bn_noise_its_own_epochs():
+  args = runner.expand_flagfiles(["--flagfile=flags/cpu_scale.cfg"],
+                                 REPO_ROOT)
+  assert "--study_flags=bn_noise:--epochs=50" in args
+
+
 # --- the runner, with the fake trainer ---------------------------------------
 
 
@@ -222,6 +260,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
     (["--study=bn_lr", "--parallel=0"], "--parallel must be >= 1"),
     (["--study=bn_lr", "--runs=zzz"], "matches no run"),
     (["--study=bn_lr", "--trainer_flags=--model_dir=x"], "--model_dir"),
+    (["--study=bn_lr", "--study_flags=bn_lr--epochs=2"], "STUDY:FLAGS"),
     ([], "--study is required"),
 ])
 def test_bad_runner_flags_are_one_line_and_exit_2(args, message):
