@@ -69,6 +69,24 @@ def test_top5_accuracy_equals_a_hand_computation():
   assert evaluate.top_k_accuracy(logits, labels, 1) == 0.25  # only row 2
 
 
+def test_confidence_and_calibration_error_equal_a_hand_computation():
+  # Two classes, softmax probabilities chosen by hand (logits = log p).
+  probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.62, 0.38]])
+  labels = np.array([0, 1, 1, 0])  # right, wrong, right, right
+  confidence, ece = evaluate.calibration(np.log(probabilities), labels)
+  assert confidence == pytest.approx((0.9 + 0.9 + 0.7 + 0.62) / 4)
+  # 15 bins of width 1/15: 0.9 -> (13/15, 14/15] with accuracy 1/2;
+  # 0.7 -> (10/15, 11/15] and 0.62 -> (9/15, 10/15], each accuracy 1.
+  assert ece == pytest.approx(2 / 4 * 0.4 + 1 / 4 * 0.3 + 1 / 4 * 0.38)
+  # One bin: |overall accuracy - mean confidence|.
+  assert evaluate.calibration(np.log(probabilities), labels, bins=1)[1] == (
+      pytest.approx(abs(0.75 - 0.78)))
+  summary, _ = evaluate.summarize(np.log(probabilities), labels, ("a", "b"),
+                                  "test")
+  assert summary["mean_confidence"] == pytest.approx(0.78)
+  assert summary["expected_calibration_error"] == pytest.approx(0.37)
+
+
 def test_memorisation_split_on_known_corrupted_indices():
   true = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
   corrupted = true.copy()

@@ -8,7 +8,8 @@ normalization and example limit; no augmentation). Writes to
 RUN/evaluation/<split>/:
 
   summary.json           loss, <split>_accuracy, top5_accuracy, per-class
-                         accuracy, and on a label-corruption run's train split
+                         accuracy, mean_confidence and
+                         expected_calibration_error (Guo et al. 2017), and on a label-corruption run's train split
                          the memorisation split (below)
   confusion_matrix.csv   `true\predicted,airplane,...,truck`, then one row of
                          counts per true class, starting with its name
@@ -41,6 +42,7 @@ from tfcifar import config as config_lib
 FLAGS = flags.FLAGS
 SPLITS = ("test", "train")
 TOP_K = 5
+ECE_BINS = 15  # Guo et al. 2017's number of confidence bins
 
 
 # --- the maths (pure functions) ---------------------------------------------
@@ -64,6 +66,36 @@ def mean_cross_entropy(logits, labels):
   losses = keras.losses.sparse_categorical_crossentropy(
       labels, keras.ops.convert_to_tensor(logits, "float32"), from_logits=True)
   return float(keras.ops.mean(losses))
+
+
+def softmax(logits):
+  """Row-wise softmax in float64 (numerically stable)."""
+  logits = np.asarray(logits, np.float64)
+  exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def calibration(logits, labels, bins=ECE_BINS):
+  """(mean confidence, expected calibration error) of softmax predictions.
+
+  Confidence is the largest softmax probability. ECE as Guo et al. 2017,
+  "On Calibration of Modern Neural Networks", Section 2 (Eq. 3): the
+  predictions are split into `bins` equal-width confidence bins (0, 1/M],
+  (1/M, 2/M], ...; ECE = sum over bins of |B|/n * |acc(B) - conf(B)|. Label
+  smoothing lowers confidence (Mueller et al. 2019); an overconfident network
+  has confidence above its accuracy.
+  """
+  probabilities = softmax(logits)
+  confidence = probabilities.max(axis=-1)
+  correct = probabilities.argmax(axis=-1) == np.asarray(labels)
+  which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+  ece = 0.0
+  for b in range(bins):
+    in_bin = which == b
+    if in_bin.any():
+      ece += in_bin.mean() * abs(correct[in_bin].mean() -
+                                 confidence[in_bin].mean())
+  return float(confidence.mean()), float(ece)
 
 
 def per_class_accuracy(matrix):
@@ -102,12 +134,15 @@ def memorisation_split(predictions, corrupted_labels, true_labels):
 def summarize(logits, labels, class_names, split):
   """The summary dict of one split's predictions (without memorisation)."""
   matrix = confusion_matrix(labels, np.argmax(logits, -1), len(class_names))
+  confidence, ece = calibration(logits, labels)
   return {
       "split": split,
       "examples": int(len(labels)),
       "loss": mean_cross_entropy(logits, labels),
       f"{split}_accuracy": float(np.trace(matrix) / matrix.sum()),
       "top5_accuracy": top_k_accuracy(logits, labels, TOP_K),
+      "mean_confidence": confidence,
+      "expected_calibration_error": ece,
       "per_class_accuracy": dict(zip(class_names,
                                      per_class_accuracy(matrix))),
   }, matrix
@@ -230,7 +265,9 @@ def main(argv):
   split = summary["split"]
   line = (f"{split}_accuracy={summary[f'{split}_accuracy']:.4f} "
           f"top5_accuracy={summary['top5_accuracy']:.4f} "
-          f"loss={summary['loss']:.4f}")
+          f"loss={summary['loss']:.4f} "
+          f"confidence={summary['mean_confidence']:.4f} "
+          f"ece={summary['expected_calibration_error']:.4f}")
   if "memorisation" in summary:
     changed = summary["memorisation"]["changed"]
     line += (f" changed-label examples fit: "
