@@ -1,8 +1,10 @@
 """The model zoo: parameter counts by hand (and the published numbers), one
 step of the real train step, `.keras` round trips, stochastic depth against
-Huang et al.'s formula, BagNet's receptive field, the aux heads' loss."""
+Huang et al.'s formula, BagNet's receptive field, the aux heads' loss, and
+the zoo's flagfiles: valid configs whose flags do what their headers say."""
 
 import functools
+import os
 import re
 
 import keras
@@ -10,9 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfcifar import cifar10
 from tfcifar import config as config_lib
 from tfcifar import models
 from tfcifar import run_dir as run_dir_lib
+from tfcifar import schedules
 from tfcifar import trainer as trainer_lib
 from tfcifar.errors import UserError
 from tfcifar.models import stochastic_depth
@@ -434,3 +438,186 @@ def test_logits_are_float32_under_mixed_precision(name, overrides):
       assert model(images(), training=training).dtype == tf.float32
   finally:
     keras.mixed_precision.set_dtype_policy("float32")
+
+
+# --- the zoo's flagfiles: their headers' recipes are what their flags do ----
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO_DIR = os.path.join(REPO_ROOT, "flags", "zoo")
+ZOO_MODELS = tuple(n for n in ISSUE_MODELS if n != "vgglike")  # the studies'
+RECIPE_LINE = re.compile(r"#   ([a-z][a-z ]*): (.+)")
+NUMBER = r"\d+(?:\.\d+)?(?:e-?\d+)?"
+
+
+def zoo_header(name):
+  """(the flagfile's leading comment as text, {recipe key: value})."""
+  lines = []
+  with open(os.path.join(ZOO_DIR, f"{name}.cfg")) as f:
+    for line in f:
+      if not line.startswith("#"):
+        break
+      lines.append(line.rstrip("\n"))
+  recipe = {}
+  for line in lines:
+    match = RECIPE_LINE.fullmatch(line)
+    if match:
+      assert match.group(1) not in recipe, (name, line)
+      recipe[match.group(1)] = match.group(2)
+  return "\n".join(lines), recipe
+
+
+def parse(pattern, text, name, key):
+  match = re.fullmatch(pattern, text)
+  assert match, f"{name}.cfg: cannot read '#   {key}: {text}'"
+  return match
+
+
+def stated_lr(recipe, name, steps, steps_per_epoch):
+  """The lr of every step in `steps` (0-based) as the header words it."""
+  optimizer = parse(rf"(?:SGD, (?:Nesterov )?momentum {NUMBER}|Adam)(?:, then "
+                    rf"SGD with momentum {NUMBER} from epoch (\d+))?",
+                    recipe["optimizer"], name, "optimizer")
+  lr = parse(rf"({NUMBER})(?:, then ({NUMBER}) \(SGD\))?", recipe["lr"],
+             name, "lr")
+  switch = int(optimizer.group(1) or 0)
+  assert bool(switch) == bool(lr.group(2)), name  # both say the SGD phase
+  epoch = steps // steps_per_epoch + 1  # 1-based, as the trainer counts
+  base = np.where((epoch >= switch) & (switch > 0),
+                  float(lr.group(2) or 0), float(lr.group(1)))
+  text, t = recipe["schedule"], steps / steps_per_epoch  # epochs done
+  if text == "constant":
+    return base
+  if match := re.fullmatch(rf"x({NUMBER}) after epochs ([\d, and]+)", text):
+    drops = [int(e) for e in re.findall(r"\d+", match.group(2))]
+    return base * float(match.group(1)) ** sum(t >= e for e in drops)
+  if match := re.fullmatch(rf"x({NUMBER}) every (\d+) epochs", text):
+    return base * float(match.group(1)) ** np.floor(t / int(match.group(2)))
+  if match := re.fullmatch(rf"x({NUMBER}) per epoch, smoothly", text):
+    return base * float(match.group(1)) ** t
+  if match := re.fullmatch(r"cosine to 0 over (\d+) epochs", text):
+    return base * (1 + np.cos(np.pi * np.minimum(t / int(match.group(1)),
+                                                 1))) / 2
+  raise AssertionError(f"{name}.cfg: cannot read '#   schedule: {text}'")
+
+
+def encoded_lr(config, steps, steps_per_epoch):
+  """The lr of every step in `steps` as the trainer builds it from `config`
+  (tfcifar.trainer.Trainer: the schedule, scaled by sgd_lr/lr from epoch
+  --switch_to_sgd_epoch on)."""
+  o = config.optim
+  schedule = schedules.make_schedule(
+      o.lr_schedule, o.lr, steps_per_epoch, decay_epochs=o.lr_decay_epochs,
+      decay_factor=o.lr_decay_factor, warmup_epochs=o.warmup_epochs,
+      total_epochs=o.epochs)
+  lr = schedules.lr_series(schedule, 0, len(steps))
+  if o.switch_to_sgd_epoch:
+    sgd = schedules.lr_series(
+        schedules.scaled(schedule, (o.sgd_lr or o.lr) / o.lr), 0, len(steps))
+    first = (o.switch_to_sgd_epoch - 1) * steps_per_epoch
+    lr = np.where(steps >= first, sgd, lr)
+  return lr
+
+
+def test_every_zoo_model_has_one_flagfile():
+  names = sorted(f[:-len(".cfg")] for f in os.listdir(ZOO_DIR)
+                 if f.endswith(".cfg"))
+  assert names == sorted(ZOO_MODELS)
+
+
+@pytest.mark.parametrize("name", ZOO_MODELS)
+def test_zoo_flagfile_is_a_valid_config_with_the_recipe_of_its_header(
+    name, monkeypatch):
+  """The trainer's own flags read the file (every bound and rule checked),
+  and each `#   key: value` line of the header is what the flags do: the lr
+  of every step of the run as the header words the schedule, the optimizer,
+  epochs, batch, weight decay, input, augmentation, smoothing, dropout."""
+  monkeypatch.chdir(REPO_ROOT)
+  config = config_lib.from_flagfile(f"flags/zoo/{name}.cfg")
+  text, recipe = zoo_header(name)
+  assert text.startswith(f"# {name} -- "), name
+  assert re.search(r"^# Published: ", text, re.M), name
+  assert re.search(r"^# Recipe \(", text, re.M), name
+  assert config.model.name == name
+  o, d, m = config.optim, config.data, config.model
+  required = {"optimizer", "lr", "schedule", "epochs", "batch",
+              "weight decay", "input", "augmentation"}
+  assert required <= set(recipe) <= required | {"label smoothing", "dropout"}
+
+  optimizer = recipe["optimizer"]
+  momentum = re.search(rf"momentum ({NUMBER})", optimizer)
+  expected = ("adam" if optimizer.startswith("Adam") else
+              "nesterov" if "Nesterov" in optimizer else "momentum")
+  assert o.optimizer == expected, name
+  if momentum:
+    assert o.momentum == float(momentum.group(1)), name
+  switch = re.search(r"from epoch (\d+)", optimizer)
+  assert o.switch_to_sgd_epoch == (int(switch.group(1)) if switch else 0)
+
+  assert o.epochs == int(parse(r"(\d+)", recipe["epochs"], name,
+                               "epochs").group(1))
+  assert o.batch_size == int(parse(r"(\d+)", recipe["batch"], name,
+                                   "batch").group(1))
+  assert o.warmup_epochs == 0  # no header states a warmup
+  steps_per_epoch = cifar10.FULL_SPLIT_SIZES["train"] // o.batch_size
+  steps = np.arange(o.epochs * steps_per_epoch)
+  stated = stated_lr(recipe, name, steps, steps_per_epoch)
+  np.testing.assert_allclose(  # float32 schedules: 1e-5 of the largest lr
+      encoded_lr(config, steps, steps_per_epoch), stated, rtol=1e-5,
+      atol=1e-5 * stated.max(),
+      err_msg=f"{name}.cfg: the flags' lr schedule is not the header's")
+
+  assert m.weight_decay == float(parse(NUMBER, recipe["weight decay"], name,
+                                       "weight decay").group(0))
+  assert d.preprocess == parse(r".*\(--preprocess=(\w+)\)", recipe["input"],
+                               name, "input").group(1)
+  augmentation = recipe["augmentation"]
+  assert augmentation in ("none", "crop + flip"), name
+  assert (d.augment, d.cutout, d.autoaugment) == (
+      augmentation == "crop + flip", 0, False), name
+  assert o.label_smoothing == float(recipe.get("label smoothing", 0))
+  if "dropout" in recipe:
+    assert m.dropout == float(recipe["dropout"]), name
+
+
+def test_a_header_that_misstates_its_schedule_fails_the_comparison():
+  """The comparison can fail: resnet's flags against a header that drops
+  the lr one epoch later, and against one that decays every epoch."""
+  config = config_lib.from_flagfile(os.path.join(ZOO_DIR, "resnet.cfg"))
+  _, recipe = zoo_header("resnet")
+  steps = np.arange(config.optim.epochs * 390)
+  encoded = encoded_lr(config, steps, 390)
+  np.testing.assert_allclose(encoded, stated_lr(recipe, "resnet", steps, 390))
+  for schedule in ("x0.1 after epochs 83 and 123", "x0.95 per epoch, smoothly"):
+    wrong = stated_lr(dict(recipe, schedule=schedule), "resnet", steps, 390)
+    assert not np.allclose(encoded, wrong), schedule
+
+
+def test_readme_zoo_table_agrees_with_the_flagfiles():
+  """Every zoo model is a row of README's table, and every number of its
+  'published' column is in the flagfile's header."""
+  with open(os.path.join(REPO_ROOT, "README.md")) as f:
+    readme = f.read()
+  table = readme.split("## The model zoo", 1)[1].split("\n\n")
+  rows = next(part for part in table if part.startswith("| `--model`"))
+  published = {}
+  for row in rows.splitlines()[2:]:
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    for name in re.findall(r"`(\w+)`", cells[0]):
+      published[name] = cells[-1]
+  assert set(ZOO_MODELS) | {"vgglike"} == set(published)
+  for name in ZOO_MODELS:
+    text, _ = zoo_header(name)
+    for number in re.findall(r"\d+\.\d+%", published[name]):
+      assert number in text, (name, number)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--lr_decay_epochs=82,123", "--lr_decay_epochs needs --lr_schedule"),
+    ("--resnet_depth=75", "--resnet_depth must be 6n"),
+    ("--no_such_flag=1", "no_such_flag"),
+])
+def test_a_bad_flagfile_is_a_user_error(line, message, tmp_path):
+  path = tmp_path / "bad.cfg"
+  path.write_text(f"# a zoo-like flagfile\n--model=resnet\n{line}\n")
+  with pytest.raises(UserError, match=message):
+    config_lib.from_flagfile(str(path))

@@ -462,6 +462,21 @@ def define_flags(flag_values=None):
                                   flag_values=flag_values)
 
 
+def from_flagfile(path, *args):
+  """The TrainConfig of flagfile `path` (then `args`, e.g. "--epochs=3"),
+  read by the trainer's own flags, as `python -m tfcifar.train
+  --flagfile=path` would (a nested --flagfile opens relative to the current
+  directory). A bad flag or value raises UserError."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  try:
+    flag_values(["tfcifar", f"--flagfile={path}", *args])
+  except flags.Error as e:
+    raise UserError(f"{path}: {e}") from e
+  return from_flags(flag_values)
+
+
 def from_flags(flag_values=None):
   """The TrainConfig of the parsed flags."""
   from absl import flags  # pylint: disable=g-import-not-at-top

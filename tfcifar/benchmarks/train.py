@@ -39,9 +39,16 @@ FLAGS = flags.FLAGS
 
 def time_ours(config, strategy):
   """Images/s of tfcifar's loop (strategy.run over the compiled step)."""
-  trainer = trainer_lib.Trainer(config, strategy)
+  return time_trainer(trainer_lib.Trainer(config, strategy))
+
+
+def time_trainer(trainer):
+  """Images/s of `trainer`'s compiled train loop: --warmup_steps untimed
+  steps (compilation on the first call, the data's first pass), then
+  --steps timed ones, --steps_per_loop per call."""
+  config = trainer.config
   iterator = trainer.train_iterator(0)
-  loop = trainer._train_loop  # pylint: disable=protected-access
+  loop = trainer._train_loops[0]  # --optimizer's  # pylint: disable=protected-access
   loop(iterator, tf.constant(FLAGS.warmup_steps)).numpy()
   steps_done, start = 0, time.perf_counter()
   while steps_done < FLAGS.steps:
