@@ -116,7 +116,8 @@ def test_input_context_parts_are_disjoint_and_complete(
   parts = [raw(data_dir, "test", 8, input_context=c) for c in contexts]
   found = np.concatenate([indices_of(p[0], splits["test"][0]) for p in parts])
   assert sorted(found) == list(range(23))
-  # train: worker i gets examples i, i+2, ... of the one global shuffled order
+  # train: worker i gets the i-th half of every global batch of 8 of the one
+  # global shuffled order (what replica i of Mirrored gets)
   glob = indices_of(raw(data_dir, "train", 40, shuffle=True, seed=7)[0],
                     splits["train"][0])
   for i, context in enumerate(contexts):
@@ -125,7 +126,7 @@ def test_input_context_parts_are_disjoint_and_complete(
     assert dataset.element_spec[0].shape[0] == 4
     images, _ = all_batches(dataset)
     np.testing.assert_array_equal(indices_of(images, splits["train"][0]),
-                                  glob[i::2])
+                                  glob.reshape(5, 2, 4)[:, i].ravel())
 
 
 @pytest.mark.parametrize("pipelines, replicas", [(1, 2), (2, 2), (2, 4)])
@@ -153,8 +154,11 @@ def test_epochs_are_whole_global_batches_under_distribution(
                               splits["train"][0]))
     np.testing.assert_array_equal(np.sort(np.concatenate(found)),
                                   np.sort(glob[:24]))
-    for i in range(pipelines):
-      np.testing.assert_array_equal(found[i], glob[:24][i::pipelines])
+    # replica r of any layout gets glob[s*8 + r*per_replica:][:per_replica]
+    replica_batches = np.concatenate(found).reshape(pipelines, 3, local,
+                                                    per_replica)
+    np.testing.assert_array_equal(
+        replica_batches.transpose(1, 0, 2, 3).ravel(), glob[:24])
 
 
 def test_distribute_datasets_from_function(make_synthetic_dataset):

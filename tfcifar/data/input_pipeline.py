@@ -6,7 +6,8 @@ only index arithmetic:
 
   order of epoch e   = stateless shuffle of 0..N-1 with seed (seed, e)
   train order        = order[:N // B * B]        (whole global batches only)
-  worker's part      = order[pipeline_id::num_pipelines]   (after the shuffle)
+  worker's part      = block pipeline_id of W of each global batch of the
+                       train order (`shard_order`)
   batch b            = gather(images, part[b*B:(b+1)*B])
                        -> augment_batch(seed (seed, e, pipeline_id, b))
                        -> normalize
@@ -274,12 +275,22 @@ def shard_order(order, num_pipelines, pipeline_id, drop_remainder,
   so that every worker's part is exactly its share of the epoch's steps: an
   epoch then ends with its own last step (no batch spills into the next epoch)
   and each global step covers the same examples on any number of replicas and
-  workers (order[s*B:(s+1)*B] for step s).
+  workers (order[s*B:(s+1)*B] for step s). Worker w takes the w-th of W
+  contiguous blocks of every global batch, so replica r (over all workers)
+  gets order[s*B + r*b:][:b], b = B / replicas, as Mirrored's replica r does
+  on one worker: W workers then compute bit for bit what W local replicas
+  do. (Examples w, w+W, ... would be summed in another order; a ReLU network
+  can amplify those ulps, e.g. through a flipped max-pool near-tie.)
+  Without dropping (or if W does not divide B): examples w, w+W, ...
   """
   if drop_remainder:
     order = order[:tf.size(order) // global_batch * global_batch]
   if num_pipelines == 1:
     return order
+  if drop_remainder and global_batch % num_pipelines == 0:
+    blocks = tf.reshape(order, [-1, num_pipelines,
+                                global_batch // num_pipelines])
+    return tf.reshape(blocks[:, pipeline_id], [-1])
   return order[pipeline_id::num_pipelines]
 
 
