@@ -9,7 +9,8 @@ only index arithmetic:
   worker's part      = block pipeline_id of W of each global batch of the
                        train order (`shard_order`)
   batch b            = gather(images, part[b*B:(b+1)*B])
-                       -> augment_batch(seed (seed, e, pipeline_id, b))
+                       -> augment_batch(rows of the draws of global
+                          batch b's seed (seed, e, 0, b): `replica_slices`)
                        -> normalize
 
 so the batches of epoch e are a pure function of (seed, e): a run resumed at
@@ -294,6 +295,24 @@ def shard_order(order, num_pipelines, pipeline_id, drop_remainder,
   return order[pipeline_id::num_pipelines]
 
 
+def replica_slices(global_batch, replica_batch, num_pipelines, pipeline_id,
+                   drop_remainder):
+  """(local replicas, offset of this pipeline's first replica in the global
+  batch) when every replica's batch is a block of the global one (whole
+  global batches, contiguous blocks: `shard_order`), else None.
+
+  The random augmentation parameters of global step s are then drawn once for
+  the whole global batch, from (seed, stream, epoch, 0, s), and each replica
+  takes its block: an image is augmented the same way on any number of
+  replicas and workers (on one device, rows [0, B) of the same draw).
+  """
+  per_pipeline = global_batch // num_pipelines
+  if not (drop_remainder and global_batch % num_pipelines == 0 and
+          per_pipeline % replica_batch == 0):
+    return None
+  return per_pipeline // replica_batch, pipeline_id * per_pipeline
+
+
 # --- the dataset -----------------------------------------------------------
 
 # The dataset functions are plain TF (Python `if`s on Python values only), so
@@ -343,7 +362,7 @@ def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
   the batches equal the eager functions exactly.
   """
   if not (augment or autoaugment or cutout) and to_float is None:
-    return lambda images, seeds: images
+    return lambda images, seeds, draws=None, offset=0: images
 
   def before(images, params):
     if augment:
@@ -368,17 +387,21 @@ def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
         first(images, params), *params["autoaugment"],
         jit_compile=jit_compile), params)
 
-  def transform(images, seeds):
+  def transform(images, seeds, draws=None, offset=0):
+    """`draws` images' parameters are drawn (default: the batch's), and the
+    batch takes rows [offset, offset + batch) of them."""
     batch = tf.shape(images)[0]
+    draws = batch if draws is None else draws
     params = {}
     if augment:
-      params["augment"] = augment_lib.crop_flip_params(batch, seeds["augment"])
+      params["augment"] = augment_lib.crop_flip_params(draws, seeds["augment"])
     if autoaugment:
       params["autoaugment"] = autoaugment_lib.autoaugment_params(
-          batch, seeds["autoaugment"], image_size=images.shape[1])[1:]
+          draws, seeds["autoaugment"], image_size=images.shape[1])[1:]
     if cutout:
       params["cutout"] = cutout_lib.cutout_params(
-          batch, seeds["cutout"], images.shape[1], images.shape[2])
+          draws, seeds["cutout"], images.shape[1], images.shape[2])
+    params = tf.nest.map_structure(lambda t: t[offset:offset + batch], params)
     return compiled(images, params)
 
   return transform
@@ -468,12 +491,23 @@ def make_dataset(data_dir, split="train", batch_size=128, augment=False,
                                    ("autoaugment", autoaugment),
                                    ("cutout", cutout)) if on]
 
+  slices = replica_slices(batch_size, batch, num_pipelines, pipeline_id,
+                          drop_remainder)
+
   @_plain
   def make_batch(epoch_index, step, indices):
-    seeds = {name: _stream_seed(seed, name, epoch_index, pipeline_id, step)
+    if slices is None:  # this pipeline's own draws per batch
+      seeds = {name: _stream_seed(seed, name, epoch_index, pipeline_id, step)
+               for name in streams}
+      return (transform(tf.gather(images, indices), seeds),
+              tf.gather(labels, indices))
+    local_replicas, first_offset = slices
+    global_step = step // local_replicas
+    offset = tf.cast(first_offset + step % local_replicas * batch, tf.int32)
+    seeds = {name: _stream_seed(seed, name, epoch_index, 0, global_step)
              for name in streams}
-    return (transform(tf.gather(images, indices), seeds),
-            tf.gather(labels, indices))
+    return (transform(tf.gather(images, indices), seeds, int(batch_size),
+                      offset), tf.gather(labels, indices))
 
   if repeat:
     epochs = tf.data.Dataset.counter(epoch)
