@@ -12,14 +12,24 @@ nearest-neighbour sampling and fill with 0 (torchvision's defaults); the
 photometric ones follow PIL (ImageOps / ImageEnhance) on uint8 values.
 
 Vectorised: the random draws come from a stateless seed, outside XLA (see
-`augment.py`); every operation slot then is three batch-wide passes, one of
-which is the identity for every image whose operation is of another kind:
+`augment.py`). Then a batch takes three passes over its pixels:
 
-  geometric  ShearX/Y, TranslateX/Y, Rotate: one inverse affine map per image,
-             then one gather of the source pixels (fill 0 outside)
-  lut        Brightness, Contrast, Posterize, Solarize, Invert, AutoContrast,
-             Equalize: a 256-entry table per image and channel, one gather
-  blend      Color, Sharpness: degenerate + f (x - degenerate), f = 1 + m
+  gather     crop+flip and the geometric operations of both slots (ShearX/Y,
+             TranslateX/Y, Rotate: inverse affine maps, nearest neighbour,
+             fill 0) as one index map and one gather; each map rounds its
+             coordinates as the separate operations do, so it is exact
+  per slot   a 256-entry table per image and channel (identity but for
+             Brightness, Contrast, Posterize, Solarize, Invert, AutoContrast,
+             Equalize) and Color's blend with the grayscale image
+
+The tables, their statistics (histograms, mean gray level) and Sharpness's
+smoothed image are computed only for the images that need them. A geometric
+operation joins the gather when the operations before it are geometric or
+keep the fill value 0 (Brightness, Color, Posterize; always, in the CIFAR-10
+policy); otherwise it runs in its slot. The passes over the whole batch are
+XLA-compiled: integer work, and float products taken in float64 (`product`),
+since XLA would fuse a float32 multiply-add into one rounding; the results
+equal plain TensorFlow's bit for bit.
 
 Images are uint8 [B, H, W, 3]; the result is uint8 (values rounded and
 clipped after every operation, as PIL's uint8 images are).
@@ -131,10 +141,17 @@ def autoaugment_params(batch_size, seed, policy=CIFAR10_POLICY,
 
 # --- geometric operations -------------------------------------------------
 
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+LUT = ("Brightness", "Contrast", "Posterize", "Solarize", "Invert",
+       "AutoContrast", "Equalize")
+# Pointwise operations that keep the fill value 0 (f(0) = 0): a geometric
+# operation after them gives the same image when it runs before them.
+KEEPS_FILL = ("Identity", "Brightness", "Color", "Posterize") + GEOMETRIC
 
-def _is(op, *names):
-  return tf.reduce_any(tf.stack([tf.equal(op, OP_INDEX[n]) for n in names]),
-                       axis=0)
+
+def _is(op, names):
+  """Bool like `op`: its operation is one of `names`."""
+  return tf.gather(tf.constant(np.isin(OPS, names)), op)
 
 
 def inverse_affine(op, magnitude, height, width):
@@ -165,25 +182,80 @@ def inverse_affine(op, magnitude, height, width):
   return out
 
 
+def _grid(height, width):
+  """Output pixel coordinates x, y, float32 [1, H*W]."""
+  ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+  return (tf.constant(xs.reshape(1, -1), tf.float32),
+          tf.constant(ys.reshape(1, -1), tf.float32))
+
+
+def _source(transform, xs, ys, height, width):
+  """Nearest source pixel (round half up) of points (xs, ys) [k, N] under
+  `transform` [k, 6]: x, y int32 and whether it is inside the image."""
+  t = [transform[:, i:i + 1] for i in range(6)]
+  x = tf.cast(tf.floor(t[0] * xs + t[1] * ys + t[2] + 0.5), tf.int32)
+  y = tf.cast(tf.floor(t[3] * xs + t[4] * ys + t[5] + 0.5), tf.int32)
+  return x, y, (x >= 0) & (x < width) & (y >= 0) & (y < height)
+
+
 def affine_nearest(images, transform):
   """images [B, H, W, C] mapped by per-image `transform` [B, 6]; nearest
   neighbour (round half up), 0 outside the image."""
   shape = tf.shape(images)
-  batch, height, width = shape[0], images.shape[1], images.shape[2]
-  ys, xs = tf.meshgrid(tf.range(height, dtype=tf.float32),
-                       tf.range(width, dtype=tf.float32), indexing="ij")
-  xs, ys = tf.reshape(xs, [1, -1]), tf.reshape(ys, [1, -1])
-  t = [transform[:, i:i + 1] for i in range(6)]
-  src_x = tf.cast(tf.floor(t[0] * xs + t[1] * ys + t[2] + 0.5), tf.int32)
-  src_y = tf.cast(tf.floor(t[3] * xs + t[4] * ys + t[5] + 0.5), tf.int32)
-  valid = ((src_x >= 0) & (src_x < width) & (src_y >= 0) &
-           (src_y < height))
-  flat = (tf.range(batch)[:, None] * (height * width) +
-          tf.clip_by_value(src_y, 0, height - 1) * width +
-          tf.clip_by_value(src_x, 0, width - 1))
+  height, width = images.shape[1], images.shape[2]
+  x, y, valid = _source(transform, *_grid(height, width), height, width)
+  flat = (tf.range(shape[0])[:, None] * (height * width) +
+          tf.clip_by_value(y, 0, height - 1) * width +
+          tf.clip_by_value(x, 0, width - 1))
   pixels = tf.gather(tf.reshape(images, [-1, images.shape[-1]]), flat)
   pixels = pixels * tf.cast(valid, images.dtype)[..., None]
   return tf.reshape(pixels, shape)
+
+
+def product(a, b):
+  """float32 a * b, b an integer below 2**29: computed in float64, where it
+  is exact, then rounded, so the value is plain float32 multiplication's.
+  Under XLA, a float32 product followed by an addition becomes one fused
+  multiply-add (one rounding instead of two), which moves rounding ties."""
+  return tf.cast(tf.cast(a, tf.float64) * tf.cast(b, tf.float64), tf.float32)
+
+
+def source_index(transforms, crop_flip, height, width):
+  """[B, H, W] int32: the pixel of the flattened input batch [B*H*W, C] that
+  each output pixel reads, -1 (the fill value) outside the image.
+
+  The maps `transforms` [B, slots, 6] (`inverse_affine`, the identity where
+  a slot has no geometric operation) go from the last slot to the first,
+  each rounding its coordinates as the separate operations do, then through
+  crop+flip (`crop_flip` [B, 3]: row and column offsets in the padded
+  image, flip).
+  """
+  batch = tf.shape(transforms)[0]
+  image = tf.range(batch)[:, None, None]
+  x, y = tf.range(width)[None, None], tf.range(height)[None, :, None]
+  valid = True
+  for slot in reversed(range(transforms.shape[1])):
+    t = [transforms[:, slot, i, None, None] for i in range(6)]
+    sx = tf.floor(product(t[0], x) + product(t[1], y) + t[2] + 0.5)
+    sy = tf.floor(product(t[3], x) + product(t[4], y) + t[5] + 0.5)
+    x, y = tf.cast(sx, tf.int32), tf.cast(sy, tf.int32)
+    valid &= (x >= 0) & (x < width) & (y >= 0) & (y < height)
+  pad = augment_lib.PAD
+  row, col, flip = [crop_flip[:, i, None, None] for i in range(3)]
+  y, x = tf.clip_by_value(y, 0, height - 1), tf.clip_by_value(x, 0, width - 1)
+  x = tf.where(tf.equal(flip, 1), width - 1 - x, x)
+  flat = (image * (height * width) +
+          augment_lib.reflect_index(y + row - pad, height) * width +
+          augment_lib.reflect_index(x + col - pad, width))
+  return tf.where(valid, flat, -1)
+
+
+def gather_pixels(images, index):
+  """images [B, H, W, C] at `index` [B, H, W] of the flattened batch, 0 at
+  index -1."""
+  pixels = tf.gather(tf.reshape(images, [-1, images.shape[-1]]),
+                     tf.maximum(index, 0))
+  return pixels * tf.cast(index >= 0, images.dtype)[..., None]
 
 
 # --- per-channel lookup tables --------------------------------------------
@@ -198,40 +270,39 @@ def grayscale(images):
 
 
 def channel_histograms(images):
-  """[B, C, 256] counts of every value per image and channel."""
-  x = tf.cast(images, tf.int32)
-  batch, channels = tf.shape(x)[0], x.shape[-1]
-  ids = (tf.range(batch)[:, None, None, None] * (channels * 256) +
-         tf.range(channels)[None, None, None, :] * 256 + x)
-  counts = tf.math.unsorted_segment_sum(
-      tf.ones_like(tf.reshape(ids, [-1]), tf.float32), tf.reshape(ids, [-1]),
-      batch * channels * 256)
+  """[B, C, 256] int32 counts of every value per image and channel."""
+  batch, channels = tf.shape(images)[0], images.shape[-1]
+  size = batch * channels * 256
+  ids = tf.cast(images, tf.int32) + 256 * tf.reshape(
+      tf.range(batch * channels), [batch, 1, 1, channels])
+  counts = tf.math.bincount(tf.reshape(ids, [-1]), minlength=size,
+                            maxlength=size)
   return tf.reshape(counts, [batch, channels, 256])
 
 
 def equalize_lut(hist):
-  """PIL ImageOps.equalize's table from histograms [B, C, 256]."""
-  last = tf.reduce_max(tf.where(hist > 0, tf.range(256, dtype=tf.float32),
-                                -1.0), axis=-1, keepdims=True)
-  last_count = tf.reduce_sum(
-      tf.where(tf.equal(tf.range(256, dtype=tf.float32), last), hist, 0.0),
-      axis=-1, keepdims=True)
-  step = tf.floor((tf.reduce_sum(hist, -1, keepdims=True) - last_count) / 255)
+  """PIL ImageOps.equalize's table from int32 histograms [B, C, 256] (in
+  integers, as PIL)."""
+  values = tf.range(256)
+  last = tf.reduce_max(tf.where(hist > 0, values, -1), -1, keepdims=True)
+  last_count = tf.reduce_sum(tf.where(tf.equal(values, last), hist, 0), -1,
+                             keepdims=True)
+  step = (tf.reduce_sum(hist, -1, keepdims=True) - last_count) // 255
   before = tf.cumsum(hist, axis=-1, exclusive=True)
-  lut = tf.floor((tf.floor(step / 2) + before) / tf.maximum(step, 1.0))
-  identity = tf.range(256, dtype=tf.float32)
-  return tf.where(step > 0, tf.minimum(lut, 255.0), identity)
+  lut = (step // 2 + before) // tf.maximum(step, 1)
+  return tf.where(step > 0, tf.minimum(lut, 255), values)
 
 
-def autocontrast_lut(images):
-  """PIL ImageOps.autocontrast (cutoff 0) tables [B, C, 256]."""
-  x = tf.cast(images, tf.float64)  # PIL computes the table in doubles
-  lo = tf.reduce_min(x, axis=[1, 2])[..., None]  # [B, C, 1]
-  hi = tf.reduce_max(x, axis=[1, 2])[..., None]
-  identity = tf.range(256, dtype=tf.float64)
+def autocontrast_lut(hist):
+  """PIL ImageOps.autocontrast's (cutoff 0) table from histograms [B, C, 256],
+  float64 as PIL computes it."""
+  values = tf.range(256, dtype=tf.float64)
+  present = hist > 0
+  lo = tf.reduce_min(tf.where(present, values, 255.0), -1, keepdims=True)
+  hi = tf.reduce_max(tf.where(present, values, 0.0), -1, keepdims=True)
   scale = 255.0 / tf.maximum(hi - lo, 1.0)
-  lut = tf.clip_by_value(tf.floor(identity * scale - lo * scale), 0, 255)
-  return tf.where(hi > lo, lut, identity + 0 * lo)
+  lut = tf.clip_by_value(tf.floor(values * scale - lo * scale), 0, 255)
+  return tf.where(hi > lo, lut, values + 0 * lo)
 
 
 def _blend(degenerate, x, factor):
@@ -240,32 +311,46 @@ def _blend(degenerate, x, factor):
                           0.0, 255.0)
 
 
+def _subset(mask, fn, out, *tensors):
+  """`out` with its rows where `mask` replaced by fn(*those rows of tensors)."""
+  index = tf.where(mask)
+  rows = fn(*[tf.gather_nd(t, index) for t in tensors])
+  return tf.tensor_scatter_nd_update(out, index, tf.cast(rows, out.dtype))
+
+
 def lookup_tables(images, op, magnitude):
-  """[B, C, 256] float tables of the lut operations (identity elsewhere)."""
-  channels = images.shape[-1]
-  # Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64).
-  v = tf.broadcast_to(tf.range(256, dtype=tf.float64),
-                      [tf.shape(images)[0], channels, 256])
-  m = tf.cast(magnitude, tf.float64)[:, None, None]
-  gray_mean = tf.cast(tf.floor(
-      tf.reduce_mean(grayscale(images), [1, 2, 3]) + 0.5), tf.float64)
+  """[B, C, 256] float64 tables of the lut operations (identity elsewhere).
+
+  Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64). Brightness and
+  Contrast blend with 0 / the mean gray level, Invert is Solarize at 0; those
+  tables are the same for every channel. The statistics (mean gray level,
+  histograms) are computed only for the images whose operation uses them.
+  """
+  is_ = lambda *names: _is(op, names)
+  v = tf.range(256, dtype=tf.float64)
+  m = tf.cast(magnitude, tf.float64)[:, None]  # [B, 1]
+  mean_gray = lambda x: tf.floor(tf.reduce_mean(grayscale(x), [1, 2, 3]) + 0.5)
+  gray = _subset(is_("Contrast"), mean_gray,
+                 tf.zeros_like(m[:, 0]), images)[:, None]
   bits = tf.clip_by_value(tf.cast(m, tf.int32), 0, 8)
   keep = tf.bitwise.left_shift(tf.bitwise.right_shift(
-      tf.cast(v, tf.int32), 8 - bits), 8 - bits)
-  tables = {
-      "Brightness": _blend(0.0, v, 1.0 + m),
-      "Contrast": _blend(gray_mean[:, None, None], v, 1.0 + m),
-      "Posterize": tf.cast(keep, tf.float64),
-      "Solarize": tf.where(v >= m, 255.0 - v, v),
-      "Invert": 255.0 - v,
-      "AutoContrast": autocontrast_lut(images),
-      "Equalize": tf.cast(equalize_lut(channel_histograms(images)),
-                          tf.float64),
-  }
-  out = v
-  for name, table in tables.items():
-    out = tf.where(tf.equal(op, OP_INDEX[name])[:, None, None], table, out)
-  return tf.cast(out, tf.float32)
+      tf.range(256)[None], 8 - bits), 8 - bits)
+  table = tf.where(
+      is_("Brightness", "Contrast")[:, None], _blend(gray, v, 1.0 + m),
+      tf.where(is_("Solarize", "Invert")[:, None],
+               tf.where(v >= tf.where(is_("Invert")[:, None], 0 * m, m),
+                        255.0 - v, v),
+               tf.where(is_("Posterize")[:, None], tf.cast(keep, tf.float64),
+                        v)))
+  table = tf.broadcast_to(table[:, None], [tf.shape(images)[0],
+                                           images.shape[-1], 256])
+  def from_histograms(x, equalize):
+    hist = channel_histograms(x)
+    return tf.where(equalize[:, None, None],
+                    tf.cast(equalize_lut(hist), tf.float64),
+                    autocontrast_lut(hist))
+  return _subset(is_("AutoContrast", "Equalize"), from_histograms, table,
+                 images, is_("Equalize"))
 
 
 def apply_lookup(images, tables):
@@ -281,11 +366,7 @@ def apply_lookup(images, tables):
 
 def smoothed(images):
   """PIL's ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded) with
-  the border pixels kept, as ImageEnhance.Sharpness's degenerate image.
-
-  Nine shifted slices instead of a depthwise convolution: XLA fuses them into
-  one loop (its CPU convolution is 10x slower here).
-  """
+  the border pixels kept, as ImageEnhance.Sharpness's degenerate image."""
   height, width = images.shape[1], images.shape[2]
   total = 4.0 * images[:, 1:-1, 1:-1]
   for dy in range(3):
@@ -297,60 +378,90 @@ def smoothed(images):
   return images * border + inner * (1 - border)
 
 
-def blend_ops(images, op, magnitude):
-  """Color (toward grayscale) and Sharpness (toward smoothed)."""
-  is_color = tf.equal(op, OP_INDEX["Color"])[:, None, None, None]
-  is_sharp = tf.equal(op, OP_INDEX["Sharpness"])[:, None, None, None]
-  degenerate = tf.where(is_color, grayscale(images),
-                        tf.where(is_sharp, smoothed(images), images))
-  factor = tf.where(is_color | is_sharp, 1.0 + magnitude[:, None, None, None],
-                    1.0)
-  return _blend(degenerate, images, factor)
+def slot_pixels(images, tables, color, factor):
+  """A slot's table lookup and Color on the whole batch: `tables` [B, C, 256]
+  (identity but for the lut operations), then where `color` the blend with
+  the grayscale image with `factor` [B]."""
+  x = apply_lookup(images, tables)
+  gray = tf.where(color[:, None, None, None], grayscale(images),
+                  tf.cast(x, tf.float32))
+  out = gray + product(factor[:, None, None, None],
+                       tf.cast(x, tf.int32) - tf.cast(gray, tf.int32))
+  return tf.cast(tf.clip_by_value(tf.floor(out), 0.0, 255.0), images.dtype)
+
+
+def sharpness(images, magnitude):
+  """ImageEnhance.Sharpness: blend with the smoothed image, f = 1 + m."""
+  x = tf.cast(images, tf.float32)
+  factor = 1.0 + magnitude[:, None, None, None]
+  return tf.cast(_blend(smoothed(x), x, factor), images.dtype)
 
 
 # --- the augmentation -----------------------------------------------------
 
 
-def _stages(jit_compile):
-  """The three passes of a slot, each its own XLA function with jit_compile.
-
-  Separately compiled on purpose: in one XLA cluster the per-image tables
-  and degenerate images get fused into the per-pixel gathers and recomputed
-  per pixel (a whole batch took 300 ms instead of about 5 ms).
-  """
-  if not jit_compile:
-    return affine_nearest, lookup_tables, apply_lookup, blend_ops
-  jit = lambda fn: tf.function(fn, jit_compile=True, autograph=False)
-  return (jit(affine_nearest), jit(lookup_tables), jit(apply_lookup),
-          jit(blend_ops))
+_PASSES = {}
 
 
-_COMPILED = {}
+def _passes(jit_compile):
+  """(source_index, gather_pixels, slot_pixels), XLA-compiled with
+  `jit_compile`: index and gather are separate loops (fused into the
+  gather, the index arithmetic is not vectorised: 3x slower)."""
+  if jit_compile not in _PASSES:
+    jit = lambda fn: tf.function(fn, jit_compile=True, autograph=False)
+    passes = source_index, gather_pixels, slot_pixels
+    _PASSES[jit_compile] = tuple(map(jit, passes)) if jit_compile else passes
+  return _PASSES[jit_compile]
 
 
-def apply_op(images, op, magnitude, jit_compile=False):
-  """One operation slot: images float32 (uint8 values) [B, H, W, C]."""
-  if jit_compile not in _COMPILED:
-    _COMPILED[jit_compile] = _stages(jit_compile)
-  affine, tables, lookup, blend = _COMPILED[jit_compile]
+def _slot(images, op, magnitude, late, pixels):
+  """One slot's operations that are not in the gather."""
   height, width = images.shape[1], images.shape[2]
-  magnitude = tf.cast(magnitude, tf.float64)  # the tables need doubles
   single = tf.cast(magnitude, tf.float32)
-  images = affine(images, inverse_affine(op, single, height, width))
-  images = lookup(images, tables(images, op, magnitude))
-  return blend(images, op, single)
+  identity = tf.broadcast_to(tf.cast(tf.range(256), images.dtype),
+                             [tf.shape(images)[0], images.shape[-1], 256])
+  tables = _subset(_is(op, LUT), lookup_tables, identity, images, op,
+                   magnitude)
+  color = tf.equal(op, OP_INDEX["Color"])
+  x = pixels(images, tables, color, 1.0 + single)
+  x = _subset(tf.equal(op, OP_INDEX["Sharpness"]), sharpness, x, x, single)
+  late_affine = lambda x, o, m: affine_nearest(
+      x, inverse_affine(o, m, height, width))
+  return _subset(late, late_affine, x, x, op, single)
 
 
-def autoaugment(images, op, magnitude, jit_compile=False):
-  """Both slots of each image's sub-policy; `op`/`magnitude` [B, 2] from
-  `autoaugment_params`. uint8 [B, H, W, C] -> uint8. `jit_compile`: each
-  pass XLA-compiled (call it outside any XLA function)."""
-  x = tf.cast(images, tf.float32)
+def autoaugment(images, op, magnitude, crop_flip=None, jit_compile=True):
+  """Each image's operations `op`/`magnitude` [B, slots] (from
+  `autoaugment_params`), in slot order, on uint8 [B, H, W, C] -> uint8.
+
+  `crop_flip`: (rows, cols, flip) of `augment.crop_flip_params`, applied
+  first, in the same gather as the geometric operations. `jit_compile`:
+  the passes over the whole batch XLA-compiled (same results).
+  """
+  images = tf.convert_to_tensor(images)
+  batch = tf.shape(images)[0]
+  height, width = images.shape[1], images.shape[2]
+  if crop_flip is None:  # the window at the centre, not flipped
+    crop_flip = tf.fill([batch], augment_lib.PAD), tf.fill(
+        [batch], augment_lib.PAD), tf.zeros([batch], tf.bool)
+  crop_flip = tf.stack([crop_flip[0], crop_flip[1],
+                        tf.cast(crop_flip[2], tf.int32)], 1)
+  index, gather, pixels = _passes(jit_compile)
+  single = tf.cast(magnitude, tf.float32)
+  geometric, early = _is(op, GEOMETRIC), []
+  keeps_fill = tf.ones([batch], tf.bool)
   for slot in range(op.shape[1]):
-    x = apply_op(x, op[:, slot], magnitude[:, slot], jit_compile)
-  out = tf.cast(x, tf.uint8)
-  out.set_shape(images.shape)
-  return out
+    early.append(geometric[:, slot] & keeps_fill)
+    keeps_fill &= _is(op[:, slot], KEEPS_FILL)
+  transforms = tf.stack([inverse_affine(tf.where(e, op[:, s], 0), single[:, s],
+                                        height, width)
+                         for s, e in enumerate(early)], 1)
+  x = gather(images, index(transforms, crop_flip, height, width))
+  for slot in range(op.shape[1]):
+    late = geometric[:, slot] & ~early[slot]
+    x = _slot(x, op[:, slot], magnitude[:, slot], late, pixels)
+  x.set_shape(images.shape)
+  return x
 
 
 def autoaugment_batch(images, seed):

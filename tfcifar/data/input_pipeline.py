@@ -381,11 +381,12 @@ def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
   if not autoaugment:
     compiled = compile_(lambda images, params: after(before(images, params),
                                                      params))
-  else:  # AutoAugment compiles its passes itself (see autoaugment._stages)
-    first, last = compile_(before), compile_(after)
+  else:  # plain TF (dynamic shapes); crop+flip goes into its first gather
+    last = compile_(after)
     compiled = lambda images, params: last(autoaugment_lib.autoaugment(
-        first(images, params), *params["autoaugment"],
-        jit_compile=jit_compile), params)
+        images, *params["autoaugment"], crop_flip=params.get("augment"),
+        jit_compile=jit_compile),
+        params)
 
   def transform(images, seeds, draws=None, offset=0):
     """`draws` images' parameters are drawn (default: the batch's), and the
