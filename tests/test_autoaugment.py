@@ -80,6 +80,24 @@ def test_photometric_operations_equal_pil(name, magnitude):
   np.testing.assert_array_equal(ours, want)
 
 
+@pytest.mark.parametrize("name", ["Brightness", "Color", "Contrast",
+                                  "Sharpness"])
+def test_enhance_operations_equal_pil_at_every_policy_magnitude(name):
+  """Every signed magnitude bin: PIL blends in float32 with the factor
+  1 + m passed as a C float, so a product such as 1.3 * 10 truncates to 12;
+  computed in doubles it would give 13."""
+  values, _ = aa.magnitude_bins()[name]
+  images = sample_images()
+  for magnitude in sorted(set(values) | set(-values)):
+    op = tf.fill([8, 1], aa.OP_INDEX[name])
+    mag = tf.fill([8, 1], tf.constant(float(magnitude), tf.float64))
+    want = np.stack([np.asarray(PIL_OPS[name](Image.fromarray(i), magnitude))
+                     for i in images])
+    for jit_compile in (True, False):
+      ours = aa.autoaugment(images, op, mag, jit_compile=jit_compile).numpy()
+      np.testing.assert_array_equal(ours, want, err_msg=f"{name} {magnitude}")
+
+
 @pytest.mark.parametrize("name, scale", [
     ("ShearX", 0.3), ("ShearY", 0.3), ("TranslateX", 14), ("TranslateY", 14),
     ("Rotate", 30)])

@@ -305,10 +305,20 @@ def autocontrast_lut(hist):
   return tf.where(hi > lo, lut, values + 0 * lo)
 
 
+def pil_factor(magnitude):
+  """The enhance factor 1 + m as PIL's ImagingBlend receives it: the double
+  1.0 + m passed as a C float."""
+  return tf.cast(1.0 + tf.cast(magnitude, tf.float64), tf.float32)
+
+
 def _blend(degenerate, x, factor):
-  """PIL's Image.blend on uint8: truncated toward 0, then clipped."""
-  return tf.clip_by_value(tf.floor(degenerate + factor * (x - degenerate)),
-                          0.0, 255.0)
+  """PIL's Image.blend on uint8 (Blend.c): in float32, degenerate + factor *
+  (x - degenerate), each operation rounded, truncated toward 0, clipped.
+  `degenerate` and `x` hold whole numbers, `factor` is `pil_factor`'s."""
+  difference = tf.cast(x - degenerate, tf.int32)
+  return tf.clip_by_value(
+      tf.floor(tf.cast(degenerate, tf.float32) + product(factor, difference)),
+      0.0, 255.0)
 
 
 def _subset(mask, fn, out, *tensors):
@@ -321,8 +331,9 @@ def _subset(mask, fn, out, *tensors):
 def lookup_tables(images, op, magnitude):
   """[B, C, 256] float64 tables of the lut operations (identity elsewhere).
 
-  Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64). Brightness and
-  Contrast blend with 0 / the mean gray level, Invert is Solarize at 0; those
+  Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64), but Brightness
+  and Contrast blend in float32 as PIL's Image.blend does (with 0 / the mean
+  gray level); Invert is Solarize at 0; those
   tables are the same for every channel. The statistics (mean gray level,
   histograms) are computed only for the images whose operation uses them.
   """
@@ -336,7 +347,8 @@ def lookup_tables(images, op, magnitude):
   keep = tf.bitwise.left_shift(tf.bitwise.right_shift(
       tf.range(256)[None], 8 - bits), 8 - bits)
   table = tf.where(
-      is_("Brightness", "Contrast")[:, None], _blend(gray, v, 1.0 + m),
+      is_("Brightness", "Contrast")[:, None],
+      tf.cast(_blend(gray, v, pil_factor(m)), tf.float64),
       tf.where(is_("Solarize", "Invert")[:, None],
                tf.where(v >= tf.where(is_("Invert")[:, None], 0 * m, m),
                         255.0 - v, v),
@@ -393,7 +405,7 @@ def slot_pixels(images, tables, color, factor):
 def sharpness(images, magnitude):
   """ImageEnhance.Sharpness: blend with the smoothed image, f = 1 + m."""
   x = tf.cast(images, tf.float32)
-  factor = 1.0 + magnitude[:, None, None, None]
+  factor = pil_factor(magnitude)[:, None, None, None]
   return tf.cast(_blend(smoothed(x), x, factor), images.dtype)
 
 
@@ -423,8 +435,9 @@ def _slot(images, op, magnitude, late, pixels):
   tables = _subset(_is(op, LUT), lookup_tables, identity, images, op,
                    magnitude)
   color = tf.equal(op, OP_INDEX["Color"])
-  x = pixels(images, tables, color, 1.0 + single)
-  x = _subset(tf.equal(op, OP_INDEX["Sharpness"]), sharpness, x, x, single)
+  x = pixels(images, tables, color, pil_factor(magnitude))
+  x = _subset(tf.equal(op, OP_INDEX["Sharpness"]), sharpness, x, x,
+              magnitude)
   late_affine = lambda x, o, m: affine_nearest(
       x, inverse_affine(o, m, height, width))
   return _subset(late, late_affine, x, x, op, single)
