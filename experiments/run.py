@@ -176,6 +176,17 @@ def shard(jobs, index, count):
   return jobs[index - 1::count]
 
 
+def check_extra_flags(args, source, forbid_seed):
+  """UsageError if trainer flags from `source` set what the runner sets per
+  run: --model_dir always, --seed when `forbid_seed` (with --seeds)."""
+  if any(a.startswith("--model_dir") for a in args):
+    raise cli.UsageError(f"{source} must not set --model_dir (the runner "
+                         "sets it per run)")
+  if forbid_seed and any(a.startswith("--seed=") for a in args):
+    raise cli.UsageError(f"{source} must not set --seed (the runner sets it "
+                         "per run)")
+
+
 def parse_study_flags(values, study_names):
   """['STUDY:FLAGS', ...] -> {study: [flag, ...]}; UsageError for an unknown
   study, a missing ':' or flags that set --model_dir/--seed."""
@@ -190,9 +201,7 @@ def parse_study_flags(values, study_names):
       args = shlex.split(text)
     except ValueError as e:
       raise cli.UsageError(f"--study_flags={value}: {e}") from None
-    if any(a.startswith(("--model_dir", "--seed=")) for a in args):
-      raise cli.UsageError(f"--study_flags={value} must not set --model_dir "
-                           "or --seed (the runner sets them)")
+    check_extra_flags(args, f"--study_flags={value}", forbid_seed=True)
     per_study[study] += args
   return dict(per_study)
 
@@ -428,11 +437,7 @@ def main(argv):
     trainer_flags = shlex.split(FLAGS.trainer_flags)
   except ValueError as e:
     raise cli.UsageError(f"--trainer_flags: {e}") from None
-  if any(f.startswith("--model_dir") for f in trainer_flags):
-    raise cli.UsageError("--trainer_flags must not set --model_dir (the runner "
-                         "sets it per run)")
-  if seeds and any(f.startswith("--seed=") for f in trainer_flags):
-    raise cli.UsageError("--trainer_flags must not set --seed with --seeds")
+  check_extra_flags(trainer_flags, "--trainer_flags", forbid_seed=bool(seeds))
   shard_index, shard_count = parse_shard(FLAGS.shard)
   study_flags = parse_study_flags(FLAGS.study_flags, list(studies_lib.STUDIES))
   jobs = shard(make_jobs(studies_lib.select(FLAGS.study), runs_dir,

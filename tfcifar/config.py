@@ -429,14 +429,17 @@ class TrainConfig:
 
   def flags_text(self):
     """The flags of this config, loadable with --flagfile."""
-    lines = ["# Resolved flags of this run: python -m tfcifar.train "
-             "--flagfile=<this file>"]
-    for name, value in self.to_dict().items():
-      if isinstance(value, bool):
-        lines.append(f"--{name}" if value else f"--no{name}")
-      elif value is not None:
-        lines.append(f"--{name}={value}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(["# Resolved flags of this run: python -m tfcifar.train "
+                      "--flagfile=<this file>",
+                      *flag_words(self.to_dict())]) + "\n"
+
+
+def flag_words(values):
+  """{flag name: value} as command-line words: --name / --noname for
+  booleans, --name=value otherwise; None values are left out."""
+  return [(f"--{name}" if value else f"--no{name}")
+          if isinstance(value, bool) else f"--{name}={value}"
+          for name, value in values.items() if value is not None]
 
 
 # --- the flags ----------------------------------------------------------------

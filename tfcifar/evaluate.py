@@ -9,8 +9,9 @@ RUN/evaluation/<split>/:
 
   summary.json           loss, <split>_accuracy, top5_accuracy, per-class
                          accuracy, mean_confidence and
-                         expected_calibration_error (Guo et al. 2017), and on a label-corruption run's train split
-                         the memorisation split (below)
+                         expected_calibration_error (Guo et al. 2017), and
+                         on a label-corruption run's train split the
+                         memorisation split (below)
   confusion_matrix.csv   `true\predicted,airplane,...,truck`, then one row of
                          counts per true class, starting with its name
   confusion_matrix.png   row-normalised, annotated, class names on both axes
@@ -68,13 +69,6 @@ def mean_cross_entropy(logits, labels):
   return float(keras.ops.mean(losses))
 
 
-def softmax(logits):
-  """Row-wise softmax in float64 (numerically stable)."""
-  logits = np.asarray(logits, np.float64)
-  exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def calibration(logits, labels, bins=ECE_BINS):
   """(mean confidence, expected calibration error) of softmax predictions.
 
@@ -85,7 +79,8 @@ def calibration(logits, labels, bins=ECE_BINS):
   smoothing lowers confidence (Mueller et al. 2019); an overconfident network
   has confidence above its accuracy.
   """
-  probabilities = softmax(logits)
+  probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(
+      keras.ops.convert_to_tensor(logits, "float64")))
   confidence = probabilities.max(axis=-1)
   correct = probabilities.argmax(axis=-1) == np.asarray(labels)
   which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)

@@ -66,15 +66,11 @@ def model_flags(name, zoo_dir):
 def flags_text(model_config):
   """The model flags that differ from their defaults, as flags."""
   default = config_lib.ModelConfig(name=model_config.name)
-  words = []
-  for f in dataclasses.fields(model_config):
-    value = getattr(model_config, f.name)
-    if not config_lib.is_flag(f) or value == getattr(default, f.name):
-      continue
-    name = config_lib.flag_name(f)
-    words.append(f"--{'' if value else 'no'}{name}" if isinstance(value, bool)
-                 else f"--{name}={value}")
-  return " ".join(words)
+  changed = {config_lib.flag_name(f): getattr(model_config, f.name)
+             for f in dataclasses.fields(model_config)
+             if config_lib.is_flag(f) and
+             getattr(model_config, f.name) != getattr(default, f.name)}
+  return " ".join(config_lib.flag_words(changed))
 
 
 def time_model(config, strategy, repeats):

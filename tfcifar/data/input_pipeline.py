@@ -268,6 +268,12 @@ def epoch_order(num_examples, seed, epoch, shuffle=True):
       order, _stream_seed(seed, "shuffle", epoch), alg=augment_lib.ALG)
 
 
+def contiguous_blocks(global_batch, num_pipelines, drop_remainder):
+  """Whether each pipeline's part of a global batch is one contiguous block
+  (`shard_order`): whole global batches that the pipelines divide."""
+  return drop_remainder and global_batch % num_pipelines == 0
+
+
 def shard_order(order, num_pipelines, pipeline_id, drop_remainder,
                 global_batch=1):
   """This worker's part of the global order.
@@ -288,7 +294,7 @@ def shard_order(order, num_pipelines, pipeline_id, drop_remainder,
     order = order[:tf.size(order) // global_batch * global_batch]
   if num_pipelines == 1:
     return order
-  if drop_remainder and global_batch % num_pipelines == 0:
+  if contiguous_blocks(global_batch, num_pipelines, drop_remainder):
     blocks = tf.reshape(order, [-1, num_pipelines,
                                 global_batch // num_pipelines])
     return tf.reshape(blocks[:, pipeline_id], [-1])
@@ -307,7 +313,7 @@ def replica_slices(global_batch, replica_batch, num_pipelines, pipeline_id,
   replicas and workers (on one device, rows [0, B) of the same draw).
   """
   per_pipeline = global_batch // num_pipelines
-  if not (drop_remainder and global_batch % num_pipelines == 0 and
+  if not (contiguous_blocks(global_batch, num_pipelines, drop_remainder) and
           per_pipeline % replica_batch == 0):
     return None
   return per_pipeline // replica_batch, pipeline_id * per_pipeline
