@@ -29,6 +29,15 @@ DEFAULT_RUNS = {
     "momentum_unit": dict(optimizer="momentum", preprocess="unit"),
 }
 COLUMNS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr")
+# The fixture was recorded on one CPU (AVX2); another's kernels (AVX-512 and
+# AMX oneDNN, same TensorFlow) sum in another order and 16 SGD steps amplify
+# the ulps. Measured between the two: the BN run's losses differ by up to
+# 3.1e-3 relative (epoch 2 train loss 1.98200 vs 1.98824, test 3.99428 vs
+# 3.98792) and its accuracies by one image (train 47 vs 48 of 256, test 14 vs
+# 13 of 100); momentum_unit by 5e-5. A changed default (a schedule, label
+# smoothing, the preprocessing) moves them far more; the lr must be exact.
+CROSS_CPU_LOSS = 1e-2  # relative
+CROSS_CPU_IMAGES = 2
 
 
 def tiny(model_dir, data_dir, **overrides):
@@ -59,9 +68,17 @@ def test_default_runs_compute_what_they_computed_before(
     name, tmp_path, sample_data_dir):
   with open(FIXTURE) as f:
     want = json.load(f)["runs"][name]
-  rows = run(tiny(tmp_path / name, sample_data_dir, **DEFAULT_RUNS[name]))
-  # The fixture holds metrics.csv's 6 significant digits.
-  assert_same_rows(rows, want, atol=2e-5)
+  config = tiny(tmp_path / name, sample_data_dir, **DEFAULT_RUNS[name])
+  rows = run(config)
+  assert [r["epoch"] for r in rows] == [r["epoch"] for r in want]
+  images = {"train": config.data.max_train_examples,
+            "test": config.data.max_test_examples}
+  for got, recorded in zip(rows, want):
+    assert got["lr"] == recorded["lr"]
+    for split, n in images.items():
+      loss, acc = f"{split}_loss", f"{split}_accuracy"
+      assert got[loss] == pytest.approx(recorded[loss], rel=CROSS_CPU_LOSS)
+      assert abs(got[acc] - recorded[acc]) <= CROSS_CPU_IMAGES / n + 1e-6
 
 
 def test_label_smoothing_loss_is_the_hand_computation():
