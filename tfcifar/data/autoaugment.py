@@ -275,14 +275,15 @@ def source_index(transforms, crop_flip, height, width):
   offsets in the padded image, flip).
   """
   image = tf.range(tf.shape(transforms)[0])[:, None, None]
-  x, y = tf.range(width)[None, None], tf.range(height)[None, :, None]
+  x = tf.range(width, dtype=tf.float32)[None, None]
+  y = tf.range(height, dtype=tf.float32)[None, :, None]
   valid = True
-  for slot in reversed(range(transforms.shape[1])):
+  for slot in reversed(range(transforms.shape[1])):  # whole numbers in float
     t = [transforms[:, slot, i, None, None] for i in range(6)]
-    sx = tf.floor(product(t[0], x) + product(t[1], y) + t[2] + 0.5)
-    sy = tf.floor(product(t[3], x) + product(t[4], y) + t[5] + 0.5)
-    x, y = tf.cast(sx, tf.int32), tf.cast(sy, tf.int32)
+    x, y = (tf.floor(product(t[0], x) + product(t[1], y) + t[2] + 0.5),
+            tf.floor(product(t[3], x) + product(t[4], y) + t[5] + 0.5))
     valid &= (x >= 0) & (x < width) & (y >= 0) & (y < height)
+  x, y = tf.cast(x, tf.int32), tf.cast(y, tf.int32)
   pad = augment_lib.PAD
   row, col, flip = [t[:, None, None] for t in crop_flip]
   y, x = tf.clip_by_value(y, 0, height - 1), tf.clip_by_value(x, 0, width - 1)
@@ -439,12 +440,14 @@ def next_tables(tables, applied, op, magnitude, gray, fitted):
 
 
 def apply_tables(images, tables):
-  """out[b, h, w, c] = tables[b, c, images[b, h, w, c]]."""
-  batch, channels = tf.shape(images)[0], images.shape[-1]
-  index = (tf.range(batch)[:, None, None, None] * (channels * 256) +
-           tf.range(channels)[None, None, None, :] * 256 +
-           tf.cast(images, tf.int32))
-  return tf.gather(tf.reshape(tables, [-1]), index)
+  """out[b, h, w, c] = tables[b, c, images[b, h, w, c]]: a gather per image
+  from its C * 256 entries (under XLA about twice as fast as one gather from
+  the whole batch's tables)."""
+  shape = tf.shape(images)
+  index = tf.cast(images, tf.int32) + tf.range(images.shape[-1]) * 256
+  out = tf.gather(tf.reshape(tables, [shape[0], -1]),
+                  tf.reshape(index, [shape[0], -1]), batch_dims=1)
+  return tf.reshape(out, shape)
 
 
 # --- operations on pixels -------------------------------------------------
