@@ -1,7 +1,8 @@
 """AutoAugment's CIFAR-10 policy: the draws, and each operation against an
 independent implementation (PIL for the photometric ones, TensorFlow's
-ImageProjectiveTransformV3 for the geometric ones), and pairs of operations
-after crop+flip against applying them one by one (numpy and PIL)."""
+ImageProjectiveTransformV3 for the geometric ones), and every ordered pair
+of operations after crop+flip, and the input pipeline's batches on policy
+draws, against applying the operations one by one (numpy and PIL)."""
 
 import numpy as np
 import pytest
