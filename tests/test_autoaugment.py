@@ -1,7 +1,8 @@
 """AutoAugment's CIFAR-10 policy: the draws, and each operation against an
 independent implementation (PIL for the photometric ones, TensorFlow's
-ImageProjectiveTransformV3 for the geometric ones), and pairs of operations
-after crop+flip against applying them one by one (numpy and PIL)."""
+ImageProjectiveTransformV3 for the geometric ones), and every ordered pair
+of operations after crop+flip, and the input pipeline's batches on policy
+draws, against applying the operations one by one (numpy and PIL)."""
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageOps
 
 from tfcifar.data import autoaugment as aa
+from tfcifar.data import input_pipeline
+from tfcifar.data import preprocess
 
 
 def test_sub_policies_run_with_their_published_probabilities():
@@ -144,39 +147,76 @@ def numpy_affine(image, transform):
   return out
 
 
-def test_pairs_after_crop_flip_equal_the_operations_one_by_one():
+SCALE = {"ShearX": 0.3, "ShearY": 0.3, "TranslateX": 14, "TranslateY": 14,
+         "Rotate": 30}
+
+
+def one_by_one(image, crop, ops, magnitudes):
+  """The reference: crop+flip (row and column offsets in the reflect-padded
+  image, flip), then each operation on its own: geometric ones in numpy
+  (`numpy_affine`), the others in PIL."""
+  row, col, flip = crop
+  padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+  out = padded[row:row + 32, col:col + 32]
+  out = np.ascontiguousarray(out[:, ::-1] if flip else out)
+  for op, m in zip(ops, magnitudes):
+    name = aa.OPS[op]
+    if name in SCALE:
+      transform = aa.inverse_affine(tf.constant([op]),
+                                    tf.constant([m], tf.float32), 32, 32)
+      out = numpy_affine(out, transform.numpy()[0])
+    elif name != "Identity":
+      out = np.asarray(PIL_OPS[name](Image.fromarray(out), m))
+  return out
+
+
+def test_every_pair_after_crop_flip_equals_the_operations_one_by_one():
   # The geometric operations of both slots and crop+flip are one gather, and
   # a geometric operation after Brightness/Color/Posterize moves before them;
-  # after Invert/Equalize/Sharpness it may not.
-  names = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color",
-           "Brightness", "Posterize", "Invert", "Equalize", "Sharpness")
-  scale = {"ShearX": 0.3, "ShearY": 0.3, "TranslateX": 14, "TranslateY": 14,
-           "Rotate": 30}
+  # after Invert/Equalize/Sharpness it may not. The lookup operations compose
+  # tables; an operation after one reads the image through its table.
+  n = len(aa.OPS)
   rng = np.random.RandomState(5)
-  n = 64
-  images = np.concatenate([sample_images()] * (n // 8))
-  pairs = rng.choice(len(names), (n, 2))
-  magnitude = np.where(
-      np.isin(np.array(names)[pairs], list(scale)),
-      rng.uniform(-1, 1, (n, 2)) * np.vectorize(lambda i: scale.get(
-          names[i], 0.0))(pairs), rng.choice([-0.7, 0.5, 0.9], (n, 2)))
-  magnitude[np.array(names)[pairs] == "Posterize"] = 3
-  magnitude[np.isin(np.array(names)[pairs], ["TranslateX", "TranslateY"])] //= 1
-  op = np.vectorize(lambda i: aa.OP_INDEX[names[i]])(pairs).astype(np.int32)
-  rows, cols, flip = (t.numpy() for t in
-                      aa.augment_lib.crop_flip_params(n, tf.constant([4, 4])))
+  op = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"),
+                -1).reshape(-1, 2).astype(np.int32)  # every ordered pair
+  names = np.array(aa.OPS)[op]
+  magnitude = rng.choice([-0.7, 0.5, 0.9], op.shape)
+  for name, scale in SCALE.items():
+    at = names == name
+    magnitude[at] = rng.uniform(-1, 1, at.sum()) * scale
+  magnitude[np.isin(names, ["TranslateX", "TranslateY"])] //= 1
+  for name, values in (("Posterize", np.arange(1, 9)),
+                       ("Solarize", np.linspace(0, 255, 13))):
+    at = names == name
+    magnitude[at] = rng.choice(values, at.sum())
+  images = np.concatenate([sample_images()] * (len(op) // 8 + 1))[:len(op)]
+  crop = [t.numpy() for t in aa.augment_lib.crop_flip_params(
+      len(op), tf.constant([4, 4]))]
   ours = aa.autoaugment(images, tf.constant(op), tf.constant(magnitude),
-                        crop_flip=(rows, cols, flip)).numpy()
-  for i in range(n):
-    padded = np.pad(images[i], ((4, 4), (4, 4), (0, 0)), mode="reflect")
-    want = padded[rows[i]:rows[i] + 32, cols[i]:cols[i] + 32]
-    want = want[:, ::-1] if flip[i] else want
-    for slot in range(2):
-      name, m = names[pairs[i, slot]], magnitude[i, slot]
-      if name in scale:
-        transform = aa.inverse_affine(tf.constant([op[i, slot]]),
-                                      tf.constant([m], tf.float32), 32, 32)
-        want = numpy_affine(want, transform.numpy()[0])
-      else:
-        want = np.asarray(PIL_OPS[name](Image.fromarray(want), m))
-    np.testing.assert_array_equal(ours[i], want, err_msg=str((i, op[i])))
+                        crop_flip=crop).numpy()
+  for i in range(len(op)):
+    want = one_by_one(images[i], [t[i] for t in crop], op[i], magnitude[i])
+    np.testing.assert_array_equal(ours[i], want, err_msg=str(names[i]))
+
+
+def test_pipeline_batches_equal_the_operations_one_by_one():
+  """The input pipeline's transform (crop+flip, AutoAugment with the table
+  lookup in the last compiled pass, standardize) on policy draws."""
+  images = tf.constant(np.random.RandomState(6).randint(
+      0, 256, (64, 32, 32, 3)).astype(np.uint8))
+  mean, std = [120.0, 115.0, 100.0], [60.0, 61.0, 66.0]
+  standardize = lambda x: preprocess.standardize(x, mean, std)
+  as_uint8 = input_pipeline.batch_transform(True, None, autoaugment=True)
+  as_float = input_pipeline.batch_transform(True, standardize,
+                                            autoaugment=True)
+  for seed in range(4):
+    seeds = {"augment": tf.constant([seed, 1]),
+             "autoaugment": tf.constant([seed, 2])}
+    crop = [t.numpy() for t in aa.augment_lib.crop_flip_params(
+        64, seeds["augment"])]
+    _, op, magnitude = (t.numpy() for t in aa.autoaugment_params(
+        64, seeds["autoaugment"]))
+    want = np.stack([one_by_one(images[i], [t[i] for t in crop], op[i],
+                                magnitude[i]) for i in range(64)])
+    np.testing.assert_array_equal(as_uint8(images, seeds), want)
+    np.testing.assert_array_equal(as_float(images, seeds), standardize(want))

@@ -229,9 +229,11 @@ def test_stats_without_manifest_come_from_the_train_split(
   np.testing.assert_allclose(std, want_std)
 
 
-def test_compiled_and_plain_pipelines_agree(make_synthetic_dataset):
+@pytest.mark.parametrize("techniques", [{}, dict(autoaugment=True, cutout=8)])
+def test_compiled_and_plain_pipelines_agree(make_synthetic_dataset,
+                                            techniques):
   data_dir, _ = make_synthetic_dataset(num_train=32)
-  kwargs = dict(augment=True, seed=4, shuffle=True)
+  kwargs = dict(augment=True, seed=4, shuffle=True, **techniques)
   compiled = all_batches(data.make_dataset(data_dir, "train", 16, **kwargs))
   plain = all_batches(data.make_dataset(data_dir, "train", 16,
                                         jit_compile=False, **kwargs))

@@ -12,24 +12,37 @@ nearest-neighbour sampling and fill with 0 (torchvision's defaults); the
 photometric ones follow PIL (ImageOps / ImageEnhance) on uint8 values.
 
 Vectorised: the random draws come from a stateless seed, outside XLA (see
-`augment.py`). Then a batch takes three passes over its pixels:
+`augment.py`). A batch in progress is (pixels, tables): image b is
+tables[b, c, pixels[b, h, w, c]], a 256-entry table per image and channel.
+Two passes go over all its pixels:
 
   gather     crop+flip and the geometric operations of both slots (ShearX/Y,
              TranslateX/Y, Rotate: inverse affine maps, nearest neighbour,
              fill 0) as one index map and one gather; each map rounds its
              coordinates as the separate operations do, so it is exact
-  per slot   a 256-entry table per image and channel (identity but for
-             Brightness, Contrast, Posterize, Solarize, Invert, AutoContrast,
-             Equalize) and Color's blend with the grayscale image
+  lookup     the tables (the input pipeline puts its normalisation and
+             Cutout into the same pass: `autoaugment_parts`)
 
-The tables, their statistics (histograms, mean gray level) and Sharpness's
-smoothed image are computed only for the images that need them. A geometric
-operation joins the gather when the operations before it are geometric or
-keep the fill value 0 (Brightness, Color, Posterize; always, in the CIFAR-10
-policy); otherwise it runs in its slot. The passes over the whole batch are
-XLA-compiled: integer work, and float products taken in float64 (`product`),
-since XLA would fuse a float32 multiply-add into one rounding; the results
-equal plain TensorFlow's bit for bit.
+In between, slot by slot, the lookup operations (Brightness, Contrast,
+Posterize, Solarize, Invert, AutoContrast, Equalize) only put their table
+after the image's: tables[b, c] <- table[tables[b, c]] (one pass over the
+[B, C, 256] tables). Their statistics are those of the image
+tables[pixels]: Equalize's histograms are the pixels' histograms moved
+through the table; Contrast (mean grey level) and AutoContrast (extremes)
+read the image. Pixels are rewritten only for the images that need it:
+Color (blend with the grayscale image), Sharpness (with the smoothed one),
+a geometric operation that could not join the gather, and, first, the
+image of a pending table that one of these or Contrast or AutoContrast
+reads (`READS_PIXELS`). A geometric operation joins the gather when the
+operations before it are geometric or keep the fill value 0 (Brightness,
+Color, Posterize; always, in the CIFAR-10 policy).
+
+The statistics and the pixel operations are plain TensorFlow on the images
+that need them; the passes over the whole batch (index map, gather, each
+slot's tables, lookup) are XLA-compiled: integer work, and float products
+taken in float64 (`product`), since XLA would fuse a float32 multiply-add
+into one rounding; the results equal plain TensorFlow's bit for bit, and
+PIL's.
 
 Images are uint8 [B, H, W, 3]; the result is uint8 (values rounded and
 clipped after every operation, as PIL's uint8 images are).
@@ -154,17 +167,23 @@ def _is(op, names):
   return tf.gather(tf.constant(np.isin(OPS, names)), op)
 
 
-def inverse_affine(op, magnitude, height, width):
+def rotation(magnitude):
+  """(cos, sin) of `magnitude` degrees, float32 (outside XLA, whose cos and
+  sin are other approximations)."""
+  theta = magnitude * (math.pi / 180.0)
+  return tf.cos(theta), tf.sin(theta)
+
+
+def affine_rows(op, magnitude, cos, sin, height, width):
   """[B, 6] (a0, a1, a2, b0, b1, b2): output pixel (x, y) reads input
-  (a0 x + a1 y + a2, b0 x + b1 y + b2), as ImageProjectiveTransformV3.
+  (a0 x + a1 y + a2, b0 x + b1 y + b2), as ImageProjectiveTransformV3;
+  `cos`, `sin` from `rotation(magnitude)`.
 
   Shears and translations are about the origin (top-left pixel; torchvision
   passes center=[0, 0] for shears); rotations about the image centre.
   """
   m = magnitude
   zero, one = tf.zeros_like(m), tf.ones_like(m)
-  theta = m * (math.pi / 180.0)
-  cos, sin = tf.cos(theta), tf.sin(theta)
   cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
   rows = {
       "Identity": (one, zero, zero, zero, one, zero),
@@ -172,14 +191,19 @@ def inverse_affine(op, magnitude, height, width):
       "ShearY": (one, zero, zero, m, one, zero),
       "TranslateX": (one, zero, -m, zero, one, zero),
       "TranslateY": (one, zero, zero, zero, one, -m),
-      "Rotate": (cos, -sin, cx - cos * cx + sin * cy,
-                 sin, cos, cy - sin * cx - cos * cy),
+      "Rotate": (cos, -sin, cx - product(cos, cx) + product(sin, cy),
+                 sin, cos, cy - product(sin, cx) - product(cos, cy)),
   }
   out = tf.stack(rows["Identity"], axis=1)
   for name, row in rows.items():
     out = tf.where(tf.equal(op, OP_INDEX[name])[:, None],
                    tf.stack(row, axis=1), out)
   return out
+
+
+def inverse_affine(op, magnitude, height, width):
+  """`affine_rows` of float32 `magnitude` [B]."""
+  return affine_rows(op, magnitude, *rotation(magnitude), height, width)
 
 
 def _grid(height, width):
@@ -213,37 +237,57 @@ def affine_nearest(images, transform):
 
 
 def product(a, b):
-  """float32 a * b, b an integer below 2**29: computed in float64, where it
-  is exact, then rounded, so the value is plain float32 multiplication's.
-  Under XLA, a float32 product followed by an addition becomes one fused
-  multiply-add (one rounding instead of two), which moves rounding ties."""
+  """float32 a * b, b with at most 29 significant bits (an integer below
+  2**29, the image centre 15.5): computed in float64, where it is exact, then
+  rounded, so the value is plain float32 multiplication's. Under XLA, a
+  float32 product followed by an addition becomes one fused multiply-add
+  (one rounding instead of two), which moves rounding ties."""
   return tf.cast(tf.cast(a, tf.float64) * tf.cast(b, tf.float64), tf.float32)
+
+
+def geometric_maps(op, magnitude, turns, height, width):
+  """(transforms [B, slots, 6], late [B, slots] bool): each slot's map for
+  `source_index` (the identity where it has no geometric operation) and its
+  geometric operations left for later.
+
+  A geometric operation joins the map when the operations before it keep
+  the fill value 0. `turns`: `rotation` of each slot's float32 magnitude.
+  """
+  single = tf.cast(magnitude, tf.float32)
+  geometric, early = _is(op, GEOMETRIC), []
+  keeps_fill = True
+  for slot in range(op.shape[1]):
+    early.append(geometric[:, slot] & keeps_fill)
+    keeps_fill &= _is(op[:, slot], KEEPS_FILL)
+  transforms = [affine_rows(tf.where(e, op[:, s], 0), single[:, s],
+                            *turns[s], height, width)
+                for s, e in enumerate(early)]
+  return tf.stack(transforms, 1), geometric & ~tf.stack(early, 1)
 
 
 def source_index(transforms, crop_flip, height, width):
   """[B, H, W] int32: the pixel of the flattened input batch [B*H*W, C] that
   each output pixel reads, -1 (the fill value) outside the image.
 
-  The maps `transforms` [B, slots, 6] (`inverse_affine`, the identity where
-  a slot has no geometric operation) go from the last slot to the first,
-  each rounding its coordinates as the separate operations do, then through
-  crop+flip (`crop_flip` [B, 3]: row and column offsets in the padded
-  image, flip).
+  The maps `transforms` [B, slots, 6] (`geometric_maps`) go from the last
+  slot to the first, each rounding its coordinates as the separate
+  operations do, then through crop+flip (`crop_flip`: row and column
+  offsets in the padded image, flip).
   """
-  batch = tf.shape(transforms)[0]
-  image = tf.range(batch)[:, None, None]
-  x, y = tf.range(width)[None, None], tf.range(height)[None, :, None]
+  image = tf.range(tf.shape(transforms)[0])[:, None, None]
+  x = tf.range(width, dtype=tf.float32)[None, None]
+  y = tf.range(height, dtype=tf.float32)[None, :, None]
   valid = True
-  for slot in reversed(range(transforms.shape[1])):
+  for slot in reversed(range(transforms.shape[1])):  # whole numbers in float
     t = [transforms[:, slot, i, None, None] for i in range(6)]
-    sx = tf.floor(product(t[0], x) + product(t[1], y) + t[2] + 0.5)
-    sy = tf.floor(product(t[3], x) + product(t[4], y) + t[5] + 0.5)
-    x, y = tf.cast(sx, tf.int32), tf.cast(sy, tf.int32)
+    x, y = (tf.floor(product(t[0], x) + product(t[1], y) + t[2] + 0.5),
+            tf.floor(product(t[3], x) + product(t[4], y) + t[5] + 0.5))
     valid &= (x >= 0) & (x < width) & (y >= 0) & (y < height)
+  x, y = tf.cast(x, tf.int32), tf.cast(y, tf.int32)
   pad = augment_lib.PAD
-  row, col, flip = [crop_flip[:, i, None, None] for i in range(3)]
+  row, col, flip = [t[:, None, None] for t in crop_flip]
   y, x = tf.clip_by_value(y, 0, height - 1), tf.clip_by_value(x, 0, width - 1)
-  x = tf.where(tf.equal(flip, 1), width - 1 - x, x)
+  x = tf.where(flip, width - 1 - x, x)
   flat = (image * (height * width) +
           augment_lib.reflect_index(y + row - pad, height) * width +
           augment_lib.reflect_index(x + col - pad, width))
@@ -258,7 +302,7 @@ def gather_pixels(images, index):
   return pixels * tf.cast(index >= 0, images.dtype)[..., None]
 
 
-# --- per-channel lookup tables --------------------------------------------
+# --- per-image tables (image b is tables[b, c, pixels[b, h, w, c]]) --------
 
 
 def grayscale(images):
@@ -267,6 +311,11 @@ def grayscale(images):
   weighted = 19595 * x[..., 0] + 38470 * x[..., 1] + 7471 * x[..., 2]
   return tf.cast(tf.bitwise.right_shift(weighted + 32768, 16),
                  tf.float32)[..., None]
+
+
+def mean_gray(images):
+  """[B] float32: the mean grey level rounded, Contrast's degenerate value."""
+  return tf.floor(tf.reduce_mean(grayscale(images), [1, 2, 3]) + 0.5)
 
 
 def channel_histograms(images):
@@ -293,16 +342,48 @@ def equalize_lut(hist):
   return tf.where(step > 0, tf.minimum(lut, 255), values)
 
 
-def autocontrast_lut(hist):
-  """PIL ImageOps.autocontrast's (cutoff 0) table from histograms [B, C, 256],
-  float64 as PIL computes it."""
+def autocontrast_lut(lo, hi):
+  """PIL ImageOps.autocontrast's (cutoff 0) tables [B, C, 256] from each
+  channel's lowest and highest values [B, C], float64 as PIL computes them:
+  lo and hi stretched to 0 and 255."""
   values = tf.range(256, dtype=tf.float64)
-  present = hist > 0
-  lo = tf.reduce_min(tf.where(present, values, 255.0), -1, keepdims=True)
-  hi = tf.reduce_max(tf.where(present, values, 0.0), -1, keepdims=True)
+  lo = tf.cast(lo, tf.float64)[..., None]
+  hi = tf.cast(hi, tf.float64)[..., None]
   scale = 255.0 / tf.maximum(hi - lo, 1.0)
   lut = tf.clip_by_value(tf.floor(values * scale - lo * scale), 0, 255)
   return tf.where(hi > lo, lut, values + 0 * lo)
+
+
+def pushed_histograms(hist, tables):
+  """The histograms of tables[pixels] from those of the pixels `hist`: the
+  count of value v moves to tables[v]."""
+  rows = tf.shape(hist)[0] * hist.shape[1]
+  ids = tf.cast(tables, tf.int32) + 256 * tf.reshape(tf.range(rows),
+                                                     [-1, hist.shape[1], 1])
+  counts = tf.math.unsorted_segment_sum(tf.reshape(hist, [-1]),
+                                        tf.reshape(ids, [-1]), rows * 256)
+  return tf.reshape(counts, tf.shape(hist))
+
+
+def fitted_tables(pixels, tables, op):
+  """[B, C, 256] uint8: AutoContrast's and Equalize's tables of the images
+  tables[pixels] (`tables` None: the identity), 0 for the other operations;
+  computed only for those images. (AutoContrast's images have no pending
+  table: READS_PIXELS.)"""
+  rows = lambda index, t: tf.gather_nd(t, index)
+  autocontrast = tf.where(tf.equal(op, OP_INDEX["AutoContrast"]))
+  x = rows(autocontrast, pixels)
+  found = [autocontrast_lut(tf.reduce_min(x, [1, 2]),
+                            tf.reduce_max(x, [1, 2]))]
+  equalize = tf.where(tf.equal(op, OP_INDEX["Equalize"]))
+  hist = channel_histograms(rows(equalize, pixels))
+  if tables is not None:
+    hist = pushed_histograms(hist, rows(equalize, tables))
+  found.append(equalize_lut(hist))
+  found = [tf.cast(t, tf.uint8) for t in found]
+  shape = tf.shape(pixels, tf.int64)
+  return tf.scatter_nd(tf.concat([autocontrast, equalize], 0),
+                       tf.concat(found, 0), [shape[0], shape[3], 256])
 
 
 def pil_factor(magnitude):
@@ -321,6 +402,57 @@ def _blend(degenerate, x, factor):
       0.0, 255.0)
 
 
+def slot_tables(op, magnitude, gray, fitted):
+  """[B, C, 256] int32: each image's table of this slot (identity but for
+  the lookup operations).
+
+  Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64), but Brightness
+  and Contrast blend in float32 as PIL's Image.blend does (with 0 / the mean
+  gray level `gray` [B]); Invert is Solarize at 0; those tables are the same
+  for every channel. AutoContrast and Equalize: `fitted` [B, C, 256].
+  """
+  is_ = lambda *names: _is(op, names)[:, None]
+  v = tf.range(256, dtype=tf.float64)
+  m = tf.cast(magnitude, tf.float64)[:, None]  # [B, 1]
+  bits = tf.clip_by_value(tf.cast(m, tf.int32), 0, 8)
+  keep = tf.bitwise.left_shift(tf.bitwise.right_shift(
+      tf.range(256)[None], 8 - bits), 8 - bits)
+  table = tf.where(
+      is_("Brightness", "Contrast"),
+      tf.cast(_blend(tf.cast(gray, tf.float64)[:, None], v, pil_factor(m)),
+              tf.float64),
+      tf.where(is_("Solarize", "Invert"),
+               tf.where(v >= tf.where(is_("Invert"), 0 * m, m), 255.0 - v, v),
+               tf.where(is_("Posterize"), tf.cast(keep, tf.float64), v)))
+  return tf.where(is_("AutoContrast", "Equalize")[..., None],
+                  tf.cast(fitted, tf.int32), tf.cast(table, tf.int32)[:, None])
+
+
+def next_tables(tables, applied, op, magnitude, gray, fitted):
+  """uint8 [B, C, 256]: this slot's tables put after `tables` (None: the
+  identity; the identity where `applied`: those pixels were looked up)."""
+  table = slot_tables(op, magnitude, gray, fitted)
+  if tables is not None:
+    tables = tf.where(applied[:, None, None],
+                      tf.cast(tf.range(256), tables.dtype), tables)
+    table = tf.gather(table, tf.cast(tables, tf.int32), batch_dims=2)
+  return tf.cast(table, tf.uint8)
+
+
+def apply_tables(images, tables):
+  """out[b, h, w, c] = tables[b, c, images[b, h, w, c]]: a gather per image
+  from its C * 256 entries (under XLA about twice as fast as one gather from
+  the whole batch's tables)."""
+  shape = tf.shape(images)
+  index = tf.cast(images, tf.int32) + tf.range(images.shape[-1]) * 256
+  out = tf.gather(tf.reshape(tables, [shape[0], -1]),
+                  tf.reshape(index, [shape[0], -1]), batch_dims=1)
+  return tf.reshape(out, shape)
+
+
+# --- operations on pixels -------------------------------------------------
+
+
 def _subset(mask, fn, out, *tensors):
   """`out` with its rows where `mask` replaced by fn(*those rows of tensors)."""
   index = tf.where(mask)
@@ -328,119 +460,106 @@ def _subset(mask, fn, out, *tensors):
   return tf.tensor_scatter_nd_update(out, index, tf.cast(rows, out.dtype))
 
 
-def lookup_tables(images, op, magnitude):
-  """[B, C, 256] float64 tables of the lut operations (identity elsewhere).
-
-  Doubles, as PIL's tables (1 - 0.6 is 0.4 only in float64), but Brightness
-  and Contrast blend in float32 as PIL's Image.blend does (with 0 / the mean
-  gray level); Invert is Solarize at 0; those
-  tables are the same for every channel. The statistics (mean gray level,
-  histograms) are computed only for the images whose operation uses them.
-  """
-  is_ = lambda *names: _is(op, names)
-  v = tf.range(256, dtype=tf.float64)
-  m = tf.cast(magnitude, tf.float64)[:, None]  # [B, 1]
-  mean_gray = lambda x: tf.floor(tf.reduce_mean(grayscale(x), [1, 2, 3]) + 0.5)
-  gray = _subset(is_("Contrast"), mean_gray,
-                 tf.zeros_like(m[:, 0]), images)[:, None]
-  bits = tf.clip_by_value(tf.cast(m, tf.int32), 0, 8)
-  keep = tf.bitwise.left_shift(tf.bitwise.right_shift(
-      tf.range(256)[None], 8 - bits), 8 - bits)
-  table = tf.where(
-      is_("Brightness", "Contrast")[:, None],
-      tf.cast(_blend(gray, v, pil_factor(m)), tf.float64),
-      tf.where(is_("Solarize", "Invert")[:, None],
-               tf.where(v >= tf.where(is_("Invert")[:, None], 0 * m, m),
-                        255.0 - v, v),
-               tf.where(is_("Posterize")[:, None], tf.cast(keep, tf.float64),
-                        v)))
-  table = tf.broadcast_to(table[:, None], [tf.shape(images)[0],
-                                           images.shape[-1], 256])
-  def from_histograms(x, equalize):
-    hist = channel_histograms(x)
-    return tf.where(equalize[:, None, None],
-                    tf.cast(equalize_lut(hist), tf.float64),
-                    autocontrast_lut(hist))
-  return _subset(is_("AutoContrast", "Equalize"), from_histograms, table,
-                 images, is_("Equalize"))
-
-
-def apply_lookup(images, tables):
-  """out[b, h, w, c] = tables[b, c, images[b, h, w, c]]."""
-  batch, channels = tf.shape(images)[0], images.shape[-1]
-  index = (tf.range(batch)[:, None, None, None] * (channels * 256) +
-           tf.range(channels)[None, None, None, :] * 256 +
-           tf.cast(images, tf.int32))
-  return tf.gather(tf.reshape(tables, [-1]), index)
-
-
-# --- blends ---------------------------------------------------------------
-
-def smoothed(images):
-  """PIL's ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded) with
-  the border pixels kept, as ImageEnhance.Sharpness's degenerate image."""
-  height, width = images.shape[1], images.shape[2]
-  total = 4.0 * images[:, 1:-1, 1:-1]
-  for dy in range(3):
-    for dx in range(3):
-      total += images[:, dy:dy + height - 2, dx:dx + width - 2]
-  inner = tf.pad(tf.round(total / 13.0), [[0, 0], [1, 1], [1, 1], [0, 0]])
-  border = np.ones((1, height, width, 1), np.float32)
-  border[:, 1:-1, 1:-1] = 0
-  return images * border + inner * (1 - border)
-
-
-def slot_pixels(images, tables, color, factor):
-  """A slot's table lookup and Color on the whole batch: `tables` [B, C, 256]
-  (identity but for the lut operations), then where `color` the blend with
-  the grayscale image with `factor` [B]."""
-  x = apply_lookup(images, tables)
-  gray = tf.where(color[:, None, None, None], grayscale(images),
-                  tf.cast(x, tf.float32))
-  out = gray + product(factor[:, None, None, None],
-                       tf.cast(x, tf.int32) - tf.cast(gray, tf.int32))
-  return tf.cast(tf.clip_by_value(tf.floor(out), 0.0, 255.0), images.dtype)
+def color(images, magnitude):
+  """ImageEnhance.Color: blend with the grayscale image, f = 1 + m."""
+  factor = pil_factor(magnitude)[:, None, None, None]
+  return _blend(grayscale(images), tf.cast(images, tf.float32), factor)
 
 
 def sharpness(images, magnitude):
-  """ImageEnhance.Sharpness: blend with the smoothed image, f = 1 + m."""
-  x = tf.cast(images, tf.float32)
-  factor = pil_factor(magnitude)[:, None, None, None]
-  return tf.cast(_blend(smoothed(x), x, factor), images.dtype)
+  """ImageEnhance.Sharpness: blend with PIL's ImageFilter.SMOOTH ([[1,1,1],
+  [1,5,1],[1,1,1]] / 13, rounded), f = 1 + m; the border pixels are kept.
+
+  On [B, H, W*C]; the 3x3 sum is a sum of three rows of sums of three
+  (whole numbers, exact in float32)."""
+  shape, c = tf.shape(images), images.shape[-1]
+  x = tf.reshape(tf.cast(images, tf.float32), [shape[0], shape[1], -1])
+  rows = x[:, :-2] + x[:, 1:-1] + x[:, 2:]
+  inner = x[:, 1:-1, c:-c]
+  total = rows[..., :-2 * c] + rows[..., c:-c] + rows[..., 2 * c:] + 4 * inner
+  factor = pil_factor(magnitude)[:, None, None]
+  blended = _blend(tf.round(total / 13.0), inner, factor)
+  out = x + tf.pad(blended - inner, [[0, 0], [1, 1], [c, c]])
+  return tf.cast(tf.reshape(out, shape), images.dtype)
 
 
 # --- the augmentation -----------------------------------------------------
 
+# Operations that read the image itself: an image with a pending table gets
+# it applied to its pixels first (as does a late geometric operation's).
+# Equalize needs only histograms, which move through the table.
+READS_PIXELS = ("Color", "Sharpness", "Contrast", "AutoContrast")
 
 _PASSES = {}
 
 
 def _passes(jit_compile):
-  """(source_index, gather_pixels, slot_pixels), XLA-compiled with
-  `jit_compile`: index and gather are separate loops (fused into the
-  gather, the index arithmetic is not vectorised: 3x slower)."""
+  """(geometric_maps, source_index, gather_pixels, next_tables,
+  apply_tables), XLA-compiled with `jit_compile`. Maps, index and gather are
+  separate calls: fused, the maps' selections are recomputed for every pixel
+  (1.3x slower) and the index arithmetic is not vectorised (3x slower)."""
   if jit_compile not in _PASSES:
     jit = lambda fn: tf.function(fn, jit_compile=True, autograph=False)
-    passes = source_index, gather_pixels, slot_pixels
+    passes = (geometric_maps, source_index, gather_pixels, next_tables,
+              apply_tables)
     _PASSES[jit_compile] = tuple(map(jit, passes)) if jit_compile else passes
   return _PASSES[jit_compile]
 
 
-def _slot(images, op, magnitude, late, pixels):
-  """One slot's operations that are not in the gather."""
-  height, width = images.shape[1], images.shape[2]
-  single = tf.cast(magnitude, tf.float32)
-  identity = tf.broadcast_to(tf.cast(tf.range(256), images.dtype),
-                             [tf.shape(images)[0], images.shape[-1], 256])
-  tables = _subset(_is(op, LUT), lookup_tables, identity, images, op,
-                   magnitude)
-  color = tf.equal(op, OP_INDEX["Color"])
-  x = pixels(images, tables, color, pil_factor(magnitude))
-  x = _subset(tf.equal(op, OP_INDEX["Sharpness"]), sharpness, x, x,
-              magnitude)
+def _slot(pixels, tables, pending, op, magnitude, late, next_):
+  """One slot's operations `op` [B]: (pixels, tables, pending) after it.
+
+  `tables` (None: the identity) and `pending` [B] (whether an image's table
+  is not the identity; None: nowhere) as `autoaugment_parts` keeps them;
+  `late` [B]: geometric operations not in the gather. The images whose
+  operation reads them get their pending table applied first; the lookup
+  operations put their table after the image's (`next_tables`); Color,
+  Sharpness and the late geometric operations rewrite their images' pixels.
+  """
+  height, width = pixels.shape[1], pixels.shape[2]
+  is_ = lambda *names: _is(op, names)
+  applied = None
+  if tables is not None:
+    applied = pending & (is_(*READS_PIXELS) | late)
+    pixels = _subset(applied, apply_tables, pixels, pixels, tables)
+    pending &= ~applied
+  gray = _subset(is_("Contrast"), mean_gray, tf.zeros([tf.shape(op)[0]]),
+                 pixels)
+  fitted = fitted_tables(pixels, tables, op)
+  tables = next_(tables, applied, op, magnitude, gray, fitted)
+  pending = is_(*LUT) if pending is None else pending | is_(*LUT)
+  pixels = _subset(is_("Color"), color, pixels, pixels, magnitude)
+  pixels = _subset(is_("Sharpness"), sharpness, pixels, pixels, magnitude)
   late_affine = lambda x, o, m: affine_nearest(
       x, inverse_affine(o, m, height, width))
-  return _subset(late, late_affine, x, x, op, single)
+  single = tf.cast(magnitude, tf.float32)
+  pixels = tf.cond(tf.reduce_any(late), lambda: _subset(
+      late, late_affine, pixels, pixels, op, single), lambda: pixels)
+  return pixels, tables, pending
+
+
+def autoaugment_parts(images, op, magnitude, crop_flip=None,
+                      jit_compile=True):
+  """(pixels uint8 [B, H, W, C], tables uint8 [B, C, 256]): `autoaugment`'s
+  result is tables[b, c, pixels[b, h, w, c]] (`apply_tables`), all but its
+  last pass, which a caller may compile with its own work."""
+  images = tf.convert_to_tensor(images)
+  batch = tf.shape(images)[0]
+  height, width = images.shape[1], images.shape[2]
+  if crop_flip is None:  # the window at the centre, not flipped
+    crop_flip = tf.fill([batch], augment_lib.PAD), tf.fill(
+        [batch], augment_lib.PAD), tf.zeros([batch], tf.bool)
+  maps, index, gather, next_, _ = _passes(jit_compile)
+  single = tf.cast(magnitude, tf.float32)
+  turns = [rotation(single[:, slot]) for slot in range(op.shape[1])]
+  transforms, late = maps(op, magnitude, turns, height, width)
+  x = gather(images, index(transforms, tuple(crop_flip), height, width))
+  tables = pending = None
+  for slot in range(op.shape[1]):
+    x, tables, pending = _slot(x, tables, pending, op[:, slot],
+                               magnitude[:, slot], late[:, slot], next_)
+  x.set_shape(images.shape)
+  return x, tables
 
 
 def autoaugment(images, op, magnitude, crop_flip=None, jit_compile=True):
@@ -451,30 +570,11 @@ def autoaugment(images, op, magnitude, crop_flip=None, jit_compile=True):
   first, in the same gather as the geometric operations. `jit_compile`:
   the passes over the whole batch XLA-compiled (same results).
   """
-  images = tf.convert_to_tensor(images)
-  batch = tf.shape(images)[0]
-  height, width = images.shape[1], images.shape[2]
-  if crop_flip is None:  # the window at the centre, not flipped
-    crop_flip = tf.fill([batch], augment_lib.PAD), tf.fill(
-        [batch], augment_lib.PAD), tf.zeros([batch], tf.bool)
-  crop_flip = tf.stack([crop_flip[0], crop_flip[1],
-                        tf.cast(crop_flip[2], tf.int32)], 1)
-  index, gather, pixels = _passes(jit_compile)
-  single = tf.cast(magnitude, tf.float32)
-  geometric, early = _is(op, GEOMETRIC), []
-  keeps_fill = tf.ones([batch], tf.bool)
-  for slot in range(op.shape[1]):
-    early.append(geometric[:, slot] & keeps_fill)
-    keeps_fill &= _is(op[:, slot], KEEPS_FILL)
-  transforms = tf.stack([inverse_affine(tf.where(e, op[:, s], 0), single[:, s],
-                                        height, width)
-                         for s, e in enumerate(early)], 1)
-  x = gather(images, index(transforms, crop_flip, height, width))
-  for slot in range(op.shape[1]):
-    late = geometric[:, slot] & ~early[slot]
-    x = _slot(x, op[:, slot], magnitude[:, slot], late, pixels)
-  x.set_shape(images.shape)
-  return x
+  pixels, tables = autoaugment_parts(images, op, magnitude, crop_flip,
+                                     jit_compile)
+  out = _passes(jit_compile)[-1](pixels, tables)
+  out.set_shape(pixels.shape)
+  return out
 
 
 def autoaugment_batch(images, seed):

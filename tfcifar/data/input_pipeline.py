@@ -387,12 +387,14 @@ def batch_transform(augment, to_float, jit_compile=True, autoaugment=False,
   if not autoaugment:
     compiled = compile_(lambda images, params: after(before(images, params),
                                                      params))
-  else:  # plain TF (dynamic shapes); crop+flip goes into its first gather
-    last = compile_(after)
-    compiled = lambda images, params: last(autoaugment_lib.autoaugment(
+  else:  # plain TF (dynamic shapes) around its passes over the batch:
+    # crop+flip goes into its first (the gather), `after` into its last (the
+    # table lookup)
+    last = compile_(lambda pixels, tables, params: after(
+        autoaugment_lib.apply_tables(pixels, tables), params))
+    compiled = lambda images, params: last(*autoaugment_lib.autoaugment_parts(
         images, *params["autoaugment"], crop_flip=params.get("augment"),
-        jit_compile=jit_compile),
-        params)
+        jit_compile=jit_compile), params)
 
   def transform(images, seeds, draws=None, offset=0):
     """`draws` images' parameters are drawn (default: the batch's), and the
