@@ -245,9 +245,13 @@ def test_sigkill_and_resume_give_the_same_rows(tmp_path, sample_data_dir):
   process = subprocess.Popen(
       [sys.executable, "-m", "tfcifar.train", *flags_of(killed_dir)],
       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first_checkpoint = killed_dir / "checkpoints" / "ckpt-1.index"
+  # Committed: the state file names it (CheckpointManager writes the data
+  # and index files first; a kill between them and the state file leaves
+  # no checkpoint, and the run rightly restarts from epoch 1).
+  checkpoints = str(killed_dir / "checkpoints")
   deadline = time.time() + 240
-  while not first_checkpoint.exists() and time.time() < deadline:
+  while (tf.train.latest_checkpoint(checkpoints) is None and
+         time.time() < deadline):
     if process.poll() is not None:
       break
     time.sleep(0.02)
